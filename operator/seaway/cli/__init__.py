@@ -1,0 +1,1 @@
+"""The ``seaway`` command (also installed as ``kubectl-seaway``, so ``kubectl seaway ...`` works)."""

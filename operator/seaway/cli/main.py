@@ -1,0 +1,30 @@
+"""Entry point of the ``seaway`` command.
+
+Each group of subcommands lives in a module of its own and is attached here, so ``seaway --help``
+stays fast: a group imports its heavy dependencies (the Kubernetes client, scikit-learn) only when
+one of its commands runs.
+"""
+
+from __future__ import annotations
+
+import click
+
+from seaway import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", "-V", prog_name="seaway", message="%(prog)s %(version)s")
+def main() -> None:
+    """Seaway takes scikit-learn models to production on Kubernetes and keeps them healthy."""
+
+
+@main.command()
+def crds() -> None:
+    """Print the CustomResourceDefinitions (pipe into `kubectl apply --server-side -f -`)."""
+    from seaway import crdgen
+
+    click.echo("---\n".join(crdgen.render(kind) for kind in crdgen.KINDS), nl=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,330 @@
+"""Turn the pydantic API models into the structural CRD YAML the API server accepts.
+
+Run through ``make generate`` (``python -m seaway.crdgen``); ``make verify-generated`` regenerates
+and fails on any difference, so ``crds/`` never drifts from :mod:`seaway.api`.
+
+The JSON Schema pydantic emits is close to, but not, a Kubernetes structural schema: it uses
+``$ref``/``$defs``, ``anyOf [X, null]`` for optional fields, ``title``, ``const`` and
+``additionalProperties: false``. :func:`structural` rewrites it, and :func:`check_bounds` refuses
+to emit a schema with an unbounded string, list or map: the API server estimates each CEL rule's
+cost from those bounds and refuses rules it cannot bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+
+from seaway.api import common, modeldeployment, retrainjob
+
+#: Keys pydantic emits that carry no meaning for the API server (or that it refuses).
+DROPPED_KEYS = frozenset({"title", "const", "discriminator", "examples"})
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What the CRD says about one kind beyond its schema."""
+
+    kind: str
+    plural: str
+    short_names: tuple[str, ...]
+    spec_model: type[BaseModel]
+    status_model: type[BaseModel]
+    printer_columns: tuple[dict[str, str], ...]
+    description: str
+    list_map_keys: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+def _ready(column: str, condition: str) -> dict[str, str]:
+    return {
+        "name": column,
+        "type": "string",
+        "jsonPath": f'.status.conditions[?(@.type=="{condition}")].status',
+    }
+
+
+def _reason(condition: str) -> dict[str, str]:
+    return {
+        "name": "Reason",
+        "type": "string",
+        "jsonPath": f'.status.conditions[?(@.type=="{condition}")].reason',
+    }
+
+
+AGE = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
+
+KINDS = (
+    Kind(
+        kind=modeldeployment.KIND,
+        plural=modeldeployment.PLURAL,
+        short_names=("md",),
+        spec_model=modeldeployment.ModelDeploymentSpec,
+        status_model=modeldeployment.ModelDeploymentStatus,
+        description=(
+            "A scikit-learn model served by immutable revisions, rolled out step by step and"
+            " reverted automatically when a revision fails."
+        ),
+        printer_columns=(
+            {"name": "Stable", "type": "integer", "jsonPath": ".status.stableRevision"},
+            {"name": "Canary", "type": "integer", "jsonPath": ".status.canaryRevision"},
+            {"name": "Weight", "type": "integer", "jsonPath": ".status.canaryWeight"},
+            _ready("Ready", "Ready"),
+            _reason("Ready"),
+            AGE,
+        ),
+        list_map_keys={"conditions": ("type",)},
+    ),
+    Kind(
+        kind=retrainjob.KIND,
+        plural=retrainjob.PLURAL,
+        short_names=("rj",),
+        spec_model=retrainjob.RetrainJobSpec,
+        status_model=retrainjob.RetrainJobStatus,
+        description=(
+            "Retrains a ModelDeployment's model on a schedule, scores the candidate against the"
+            " live model and promotes it automatically or after approval."
+        ),
+        printer_columns=(
+            {"name": "Target", "type": "string", "jsonPath": ".spec.modelDeployment"},
+            {"name": "Schedule", "type": "string", "jsonPath": ".spec.schedule"},
+            {"name": "Promotion", "type": "string", "jsonPath": ".spec.promotion"},
+            {"name": "Last-Run", "type": "integer", "jsonPath": ".status.runs[-1].number"},
+            {"name": "Decision", "type": "string", "jsonPath": ".status.runs[-1].decision"},
+            _ready("Ready", "Ready"),
+            AGE,
+        ),
+        list_map_keys={"conditions": ("type",)},
+    ),
+)
+
+
+class UnboundedSchemaError(ValueError):
+    """A string, list or map without a bound: CEL cost estimation would refuse the CRD."""
+
+
+def _resolve(node: Any, defs: dict[str, Any]) -> Any:
+    if isinstance(node, list):
+        return [_resolve(item, defs) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if "$ref" in node:
+        target = copy.deepcopy(defs[node["$ref"].rsplit("/", 1)[-1]])
+        siblings = {k: v for k, v in node.items() if k != "$ref"}
+        return _resolve({**target, **siblings}, defs)
+    return {key: _resolve(value, defs) for key, value in node.items() if key != "$defs"}
+
+
+def _merge_validations(into: dict[str, Any], extra: dict[str, Any]) -> None:
+    rules = extra.pop("x-kubernetes-validations", [])
+    into.update(extra)
+    if rules:
+        into.setdefault("x-kubernetes-validations", []).extend(rules)
+
+
+def _rewrite(node: Any, *, keep_defaults: bool) -> Any:
+    if isinstance(node, list):
+        return [_rewrite(item, keep_defaults=keep_defaults) for item in node]
+    if not isinstance(node, dict):
+        return node
+    node = dict(node)
+    options = node.pop("anyOf", None)
+    if options is not None:
+        real = [opt for opt in options if opt.get("type") != "null"]
+        if len(real) != 1:
+            raise ValueError(f"unions other than X | None have no structural form: {options}")
+        outer = node
+        node = dict(real[0])
+        _merge_validations(node, outer)
+    if "const" in node and "enum" not in node:
+        node["enum"] = [node["const"]]
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key in DROPPED_KEYS:
+            continue
+        if key == "default" and (value is None or not keep_defaults):
+            continue
+        if key == "properties":
+            out[key] = {
+                name: _rewrite(prop, keep_defaults=keep_defaults) for name, prop in value.items()
+            }
+        elif key in ("items", "additionalProperties") and isinstance(value, dict):
+            out[key] = _rewrite(value, keep_defaults=keep_defaults)
+        else:
+            out[key] = value
+    names = out.pop("propertyNames", None)
+    if names and "maxLength" in names:
+        # Structural schemas have no propertyNames; a CEL rule bounds the keys instead.
+        limit = names["maxLength"]
+        out.setdefault("x-kubernetes-validations", []).append(
+            {"rule": f"self.all(k, size(k) <= {limit})", "message": f"keys must be at most {limit} characters"}
+        )
+    if "properties" in out:
+        out.pop("additionalProperties", None)
+        out.setdefault("type", "object")
+    elif out.get("type") == "object" and out.get("additionalProperties") in (None, True, {}):
+        out.pop("additionalProperties", None)
+        out["x-kubernetes-preserve-unknown-fields"] = True
+    if out.get("enum") and "type" not in out:
+        out["type"] = "string"
+    if "exclusiveMinimum" in out and not isinstance(out["exclusiveMinimum"], bool):
+        out["minimum"], out["exclusiveMinimum"] = out["exclusiveMinimum"], True
+    if out.get("uniqueItems"):
+        del out["uniqueItems"]
+        out["x-kubernetes-list-type"] = "set"
+    return out
+
+
+def structural(model: type[BaseModel], *, keep_defaults: bool = True) -> dict[str, Any]:
+    """The model's JSON Schema, rewritten into a Kubernetes structural schema."""
+    raw = model.model_json_schema(by_alias=True, mode="validation")
+    resolved = _resolve(raw, raw.get("$defs", {}))
+    schema: dict[str, Any] = _rewrite(resolved, keep_defaults=keep_defaults)
+    return schema
+
+
+def _walk(node: dict[str, Any], path: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    yield path, node
+    for name, prop in node.get("properties", {}).items():
+        yield from _walk(prop, f"{path}.{name}")
+    if isinstance(node.get("items"), dict):
+        yield from _walk(node["items"], f"{path}[]")
+    if isinstance(node.get("additionalProperties"), dict):
+        yield from _walk(node["additionalProperties"], f"{path}{{}}")
+
+
+def check_bounds(schema: dict[str, Any], root: str) -> None:
+    """Refuse any string, list or map in ``schema`` that has no upper bound."""
+    problems = []
+    for path, node in _walk(schema, root):
+        kind = node.get("type")
+        if kind == "string" and "maxLength" not in node and "enum" not in node:
+            problems.append(f"{path}: string without maxLength")
+        elif kind == "array" and "maxItems" not in node:
+            problems.append(f"{path}: list without maxItems")
+        elif (
+            kind == "object"
+            and "additionalProperties" in node
+            and "maxProperties" not in node
+        ):
+            problems.append(f"{path}: map without maxProperties")
+    if problems:
+        raise UnboundedSchemaError("; ".join(problems))
+
+
+def _add_list_map_keys(schema: dict[str, Any], keys: dict[str, tuple[str, ...]]) -> None:
+    for name, prop in schema.get("properties", {}).items():
+        if name in keys and prop.get("type") == "array":
+            prop["x-kubernetes-list-type"] = "map"
+            prop["x-kubernetes-list-map-keys"] = list(keys[name])
+
+
+def crd(kind: Kind) -> dict[str, Any]:
+    """The CustomResourceDefinition of one kind."""
+    spec = structural(kind.spec_model)
+    status = structural(kind.status_model, keep_defaults=False)
+    _add_list_map_keys(status, kind.list_map_keys)
+    spec.pop("description", None)
+    status.pop("description", None)
+    spec["description"] = f"What the user wants: the desired state of the {kind.kind}."
+    status["description"] = f"What Seaway observed and did; written only by the operator."
+    check_bounds(spec, ".spec")
+    check_bounds(status, ".status")
+    schema = {
+        "type": "object",
+        "description": kind.description,
+        "required": ["spec"],
+        "properties": {
+            "apiVersion": {"type": "string"},
+            "kind": {"type": "string"},
+            "metadata": {"type": "object"},
+            "spec": spec,
+            "status": status,
+        },
+    }
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": f"{kind.plural}.{common.GROUP}",
+            "labels": {"app.kubernetes.io/part-of": "seaway"},
+        },
+        "spec": {
+            "group": common.GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": kind.kind,
+                "listKind": f"{kind.kind}List",
+                "plural": kind.plural,
+                "singular": kind.kind.lower(),
+                "shortNames": list(kind.short_names),
+                "categories": ["seaway"],
+            },
+            "versions": [
+                {
+                    "name": common.VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": list(kind.printer_columns),
+                    "schema": {"openAPIV3Schema": schema},
+                }
+            ],
+        },
+    }
+
+
+HEADER = "# Generated by `make generate` (python -m seaway.crdgen) from seaway.api. Do not edit.\n"
+
+
+def render(kind: Kind) -> str:
+    """The CRD as the YAML text written to ``crds/``."""
+    body = yaml.safe_dump(crd(kind), sort_keys=False, width=100, allow_unicode=True)
+    return HEADER + body
+
+
+def file_name(kind: Kind) -> str:
+    return f"{common.GROUP}_{kind.plural}.yaml"
+
+
+def outputs(root: Path) -> dict[Path, str]:
+    """Every generated file and its content, for both ``crds/`` and the chart's copy."""
+    files = {}
+    for kind in KINDS:
+        text = render(kind)
+        files[root / "crds" / file_name(kind)] = text
+        files[root / "charts" / "seaway" / "files" / "crds" / file_name(kind)] = text
+    return files
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m seaway.crdgen", description=__doc__.split("\n")[0])
+    parser.add_argument("--root", type=Path, default=Path.cwd(), help="repository root")
+    parser.add_argument("--check", action="store_true", help="fail if a file would change")
+    args = parser.parse_args(argv)
+    stale = []
+    for path, text in outputs(args.root).items():
+        current = path.read_text() if path.exists() else None
+        if current == text:
+            continue
+        if args.check:
+            stale.append(str(path.relative_to(args.root)))
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        print(f"Wrote {path.relative_to(args.root)}")
+    if stale:
+        print("Generated files are out of date (run `make generate`): " + ", ".join(stale), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
