@@ -129,9 +129,9 @@ def _merge_validations(into: dict[str, Any], extra: dict[str, Any]) -> None:
         into.setdefault("x-kubernetes-validations", []).extend(rules)
 
 
-def _rewrite(node: Any, *, keep_defaults: bool) -> Any:
+def _rewrite(node: Any, *, keep_defaults: bool, keep_rules: bool = True) -> Any:
     if isinstance(node, list):
-        return [_rewrite(item, keep_defaults=keep_defaults) for item in node]
+        return [_rewrite(item, keep_defaults=keep_defaults, keep_rules=keep_rules) for item in node]
     if not isinstance(node, dict):
         return node
     node = dict(node)
@@ -151,12 +151,15 @@ def _rewrite(node: Any, *, keep_defaults: bool) -> Any:
             continue
         if key == "default" and (value is None or not keep_defaults):
             continue
+        if key == "x-kubernetes-validations" and not keep_rules:
+            continue
         if key == "properties":
             out[key] = {
-                name: _rewrite(prop, keep_defaults=keep_defaults) for name, prop in value.items()
+                name: _rewrite(prop, keep_defaults=keep_defaults, keep_rules=keep_rules)
+                for name, prop in value.items()
             }
         elif key in ("items", "additionalProperties") and isinstance(value, dict):
-            out[key] = _rewrite(value, keep_defaults=keep_defaults)
+            out[key] = _rewrite(value, keep_defaults=keep_defaults, keep_rules=keep_rules)
         else:
             out[key] = value
     names = out.pop("propertyNames", None)
@@ -182,11 +185,15 @@ def _rewrite(node: Any, *, keep_defaults: bool) -> Any:
     return out
 
 
-def structural(model: type[BaseModel], *, keep_defaults: bool = True) -> dict[str, Any]:
-    """The model's JSON Schema, rewritten into a Kubernetes structural schema."""
+def structural(model: type[BaseModel], *, spec: bool = True) -> dict[str, Any]:
+    """The model's JSON Schema, rewritten into a Kubernetes structural schema.
+
+    For a status (``spec=False``) defaults and CEL rules are dropped: only the operator writes
+    status, and rules there would cost CEL budget for nothing.
+    """
     raw = model.model_json_schema(by_alias=True, mode="validation")
     resolved = _resolve(raw, raw.get("$defs", {}))
-    schema: dict[str, Any] = _rewrite(resolved, keep_defaults=keep_defaults)
+    schema: dict[str, Any] = _rewrite(resolved, keep_defaults=spec, keep_rules=spec)
     return schema
 
 
@@ -229,7 +236,7 @@ def _add_list_map_keys(schema: dict[str, Any], keys: dict[str, tuple[str, ...]])
 def crd(kind: Kind) -> dict[str, Any]:
     """The CustomResourceDefinition of one kind."""
     spec = structural(kind.spec_model)
-    status = structural(kind.status_model, keep_defaults=False)
+    status = structural(kind.status_model, spec=False)
     _add_list_map_keys(status, kind.list_map_keys)
     spec.pop("description", None)
     status.pop("description", None)

@@ -18,13 +18,44 @@ API_VERSION = f"{GROUP}/{VERSION}"
 #: Go-style durations as users write them (``30s``, ``2m``, ``1h30m``, ``28d``).
 DURATION_PATTERN = r"^([0-9]{1,6}(ms|s|m|h|d))+$"
 #: Non-negative decimals written as strings: floats do not belong in a spec.
-DECIMAL_PATTERN = r"^-?[0-9]{1,12}(\.[0-9]{1,12})?$"
+DECIMAL_PATTERN = r"^-?[0-9]{1,12}([.][0-9]{1,12})?$"
 #: A DNS-1123 subdomain-ish name of a Kubernetes object in the same namespace.
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 
 Name = Annotated[str, Field(min_length=1, max_length=253, pattern=NAME_PATTERN)]
-Duration = Annotated[str, Field(min_length=2, max_length=32, pattern=DURATION_PATTERN)]
-Decimal = Annotated[str, Field(min_length=1, max_length=26, pattern=DECIMAL_PATTERN)]
+Duration = Annotated[
+    str,
+    Field(
+        min_length=2,
+        max_length=32,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": f"self.matches('{DURATION_PATTERN}')",
+                    "messageExpression": (
+                        "'invalid duration ' + self + ': use a number and a unit (ms, s, m, h, d),"
+                        " e.g. 30s, 5m, 1h30m, 28d'"
+                    ),
+                }
+            ]
+        },
+    ),
+]
+Decimal = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=26,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": f"self.matches('{DECIMAL_PATTERN}')",
+                    "messageExpression": "'invalid decimal ' + self + ': write a number as a string, e.g. \"0.80\"'",
+                }
+            ]
+        },
+    ),
+]
 ShortText = Annotated[str, Field(max_length=256)]
 Message = Annotated[str, Field(max_length=4096)]
 Timestamp = Annotated[str, Field(max_length=64, json_schema_extra={"format": "date-time"})]

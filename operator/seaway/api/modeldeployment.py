@@ -273,12 +273,9 @@ class Experiment(WireModel):
                 field_path=".variants",
             ),
             cel(
-                "self.type != 'ABTest' || !self.variants.all(v, has(v.weight))"
-                " || self.variants.map(v, v.weight).sum() == 100",
-                message_expression=(
-                    "'ABTest weights must sum to 100, not ' + "
-                    "string(self.variants.filter(v, has(v.weight)).map(v, v.weight).sum())"
-                ),
+                "self.type != 'ABTest'"
+                " || self.variants.map(v, has(v.weight) ? v.weight : 0).sum() == 100",
+                message="ABTest variant weights must sum to 100",
                 field_path=".variants",
             ),
             cel(
