@@ -167,7 +167,10 @@ def _rewrite(node: Any, *, keep_defaults: bool, keep_rules: bool = True) -> Any:
         # Structural schemas have no propertyNames; a CEL rule bounds the keys instead.
         limit = names["maxLength"]
         out.setdefault("x-kubernetes-validations", []).append(
-            {"rule": f"self.all(k, size(k) <= {limit})", "message": f"keys must be at most {limit} characters"}
+            {
+                "rule": f"self.all(k, size(k) <= {limit})",
+                "message": f"keys must be at most {limit} characters",
+            }
         )
     if "properties" in out:
         out.pop("additionalProperties", None)
@@ -216,11 +219,7 @@ def check_bounds(schema: dict[str, Any], root: str) -> None:
             problems.append(f"{path}: string without maxLength")
         elif kind == "array" and "maxItems" not in node:
             problems.append(f"{path}: list without maxItems")
-        elif (
-            kind == "object"
-            and "additionalProperties" in node
-            and "maxProperties" not in node
-        ):
+        elif kind == "object" and "additionalProperties" in node and "maxProperties" not in node:
             problems.append(f"{path}: map without maxProperties")
     if problems:
         raise UnboundedSchemaError("; ".join(problems))
@@ -241,7 +240,7 @@ def crd(kind: Kind) -> dict[str, Any]:
     spec.pop("description", None)
     status.pop("description", None)
     spec["description"] = f"What the user wants: the desired state of the {kind.kind}."
-    status["description"] = f"What Seaway observed and did; written only by the operator."
+    status["description"] = "What Seaway observed and did; written only by the operator."
     check_bounds(spec, ".spec")
     check_bounds(status, ".status")
     schema = {
@@ -312,7 +311,9 @@ def outputs(root: Path) -> dict[Path, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m seaway.crdgen", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m seaway.crdgen", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--root", type=Path, default=Path.cwd(), help="repository root")
     parser.add_argument("--check", action="store_true", help="fail if a file would change")
     args = parser.parse_args(argv)
@@ -328,7 +329,10 @@ def main(argv: list[str] | None = None) -> int:
         path.write_text(text)
         print(f"Wrote {path.relative_to(args.root)}")
     if stale:
-        print("Generated files are out of date (run `make generate`): " + ", ".join(stale), file=sys.stderr)
+        print(
+            "Generated files are out of date (run `make generate`): " + ", ".join(stale),
+            file=sys.stderr,
+        )
         return 1
     return 0
 

@@ -43,53 +43,109 @@ class Checker:
 
     def _program(self, expr: str) -> Any:
         if expr not in self._programs:
-            self._programs[expr] = self.env.program(self.env.compile(expr), functions={"sum": _cel_sum})
+            self._programs[expr] = self.env.program(
+                self.env.compile(expr), functions={"sum": _cel_sum}
+            )
         return self._programs[expr]
 
     def validate(self, obj: dict[str, Any], old: dict[str, Any] | None = None) -> list[FieldError]:
         errors: list[FieldError] = []
         body = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata")}
-        old_body = None if old is None else {k: v for k, v in old.items() if k not in ("apiVersion", "kind", "metadata")}
+        old_body = (
+            None
+            if old is None
+            else {k: v for k, v in old.items() if k not in ("apiVersion", "kind", "metadata")}
+        )
         self._node(body, old_body, self.schema, "", errors)
         return errors
 
     # -- structural part --------------------------------------------------------------------
-    def _node(self, value: Any, old: Any, schema: dict[str, Any], path: str, errors: list[FieldError]) -> Any:
+    def _node(
+        self, value: Any, old: Any, schema: dict[str, Any], path: str, errors: list[FieldError]
+    ) -> Any:
         kind = schema.get("type")
         if not self._type_ok(value, kind):
-            errors.append(FieldError(path, f"Invalid value: {type(value).__name__}: must be of type {kind}"))
+            errors.append(
+                FieldError(path, f"Invalid value: {type(value).__name__}: must be of type {kind}")
+            )
             return value
         if "enum" in schema and value not in schema["enum"]:
-            errors.append(FieldError(path, f"Unsupported value: {value!r}: supported values: {schema['enum']}"))
+            errors.append(
+                FieldError(
+                    path, f"Unsupported value: {value!r}: supported values: {schema['enum']}"
+                )
+            )
         if isinstance(value, str):
             if "maxLength" in schema and len(value) > schema["maxLength"]:
-                errors.append(FieldError(path, f"Too long: may not be more than {schema['maxLength']} bytes"))
+                errors.append(
+                    FieldError(path, f"Too long: may not be more than {schema['maxLength']} bytes")
+                )
             if "minLength" in schema and len(value) < schema["minLength"]:
-                errors.append(FieldError(path, f"Invalid value: should be at least {schema['minLength']} chars long"))
+                errors.append(
+                    FieldError(
+                        path, f"Invalid value: should be at least {schema['minLength']} chars long"
+                    )
+                )
             if "pattern" in schema and not re.search(schema["pattern"], value):
-                errors.append(FieldError(path, f"Invalid value: {value!r}: should match {schema['pattern']!r}"))
+                errors.append(
+                    FieldError(
+                        path, f"Invalid value: {value!r}: should match {schema['pattern']!r}"
+                    )
+                )
         if isinstance(value, int) and not isinstance(value, bool):
             if "minimum" in schema and value < schema["minimum"]:
-                errors.append(FieldError(path, f"Invalid value: {value}: should be greater than or equal to {schema['minimum']}"))
+                errors.append(
+                    FieldError(
+                        path,
+                        f"Invalid value: {value}: should be >= {schema['minimum']}",
+                    )
+                )
             if "maximum" in schema and value > schema["maximum"]:
-                errors.append(FieldError(path, f"Invalid value: {value}: should be less than or equal to {schema['maximum']}"))
+                errors.append(
+                    FieldError(
+                        path,
+                        f"Invalid value: {value}: should be <= {schema['maximum']}",
+                    )
+                )
         if isinstance(value, list):
             if "maxItems" in schema and len(value) > schema["maxItems"]:
-                errors.append(FieldError(path, f"Too many: {len(value)}: must have at most {schema['maxItems']} items"))
+                errors.append(
+                    FieldError(
+                        path,
+                        f"Too many: {len(value)}: must have at most {schema['maxItems']} items",
+                    )
+                )
             if "minItems" in schema and len(value) < schema["minItems"]:
-                errors.append(FieldError(path, f"Invalid value: should have at least {schema['minItems']} items"))
+                errors.append(
+                    FieldError(
+                        path, f"Invalid value: should have at least {schema['minItems']} items"
+                    )
+                )
             items = schema.get("items", {})
-            value = [self._node(item, None, items, f"{path}[{i}]", errors) for i, item in enumerate(value)]
+            value = [
+                self._node(item, None, items, f"{path}[{i}]", errors)
+                for i, item in enumerate(value)
+            ]
         if isinstance(value, dict):
-            value = self._object(value, old if isinstance(old, dict) else None, schema, path, errors)
+            value = self._object(
+                value, old if isinstance(old, dict) else None, schema, path, errors
+            )
         self._rules(value, old, schema, path, errors)
         return value
 
-    def _object(self, value: dict[str, Any], old: dict[str, Any] | None, schema: dict[str, Any], path: str,
-                errors: list[FieldError]) -> dict[str, Any]:
+    def _object(
+        self,
+        value: dict[str, Any],
+        old: dict[str, Any] | None,
+        schema: dict[str, Any],
+        path: str,
+        errors: list[FieldError],
+    ) -> dict[str, Any]:
         props = schema.get("properties")
         if "maxProperties" in schema and len(value) > schema["maxProperties"]:
-            errors.append(FieldError(path, f"Too many: must have at most {schema['maxProperties']} items"))
+            errors.append(
+                FieldError(path, f"Too many: must have at most {schema['maxProperties']} items")
+            )
         if props is not None:
             value = dict(value)
             for name, prop in props.items():
@@ -101,9 +157,13 @@ class Checker:
             for name, item in list(value.items()):
                 if name not in props:
                     if not schema.get("x-kubernetes-preserve-unknown-fields"):
-                        errors.append(FieldError(_join(path, name), f'unknown field "{_join(path, name)}"'))
+                        errors.append(
+                            FieldError(_join(path, name), f'unknown field "{_join(path, name)}"')
+                        )
                     continue
-                value[name] = self._node(item, (old or {}).get(name), props[name], _join(path, name), errors)
+                value[name] = self._node(
+                    item, (old or {}).get(name), props[name], _join(path, name), errors
+                )
         elif isinstance(schema.get("additionalProperties"), dict):
             for name, item in value.items():
                 self._node(item, None, schema["additionalProperties"], _join(path, name), errors)
@@ -123,7 +183,9 @@ class Checker:
         }[kind]
 
     # -- CEL part ---------------------------------------------------------------------------
-    def _rules(self, value: Any, old: Any, schema: dict[str, Any], path: str, errors: list[FieldError]) -> None:
+    def _rules(
+        self, value: Any, old: Any, schema: dict[str, Any], path: str, errors: list[FieldError]
+    ) -> None:
         for rule in schema.get("x-kubernetes-validations", []):
             transition = "oldSelf" in rule["rule"]
             if transition and old is None:
@@ -134,7 +196,9 @@ class Checker:
             try:
                 ok = bool(self._program(rule["rule"]).evaluate(activation))
             except Exception as exc:  # an evaluation error is a refusal too
-                errors.append(FieldError(path, f"Invalid value: rule {rule['rule']!r} failed: {exc}"))
+                errors.append(
+                    FieldError(path, f"Invalid value: rule {rule['rule']!r} failed: {exc}")
+                )
                 continue
             if ok:
                 continue

@@ -32,13 +32,15 @@ def test_corpus_is_large_enough() -> None:
 @pytest.mark.parametrize("path", BAD, ids=[p.stem for p in BAD])
 def test_bad_input_is_refused_with_its_field(path: Path) -> None:
     docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
-    *before, last = docs
+    *before, _last = docs
     assert not schemacheck.check_documents(before), "the set-up documents must be valid"
     errors = schemacheck.check_documents(docs)
     assert errors, f"{path.name} was accepted"
     field = expected_field(path)
-    assert any(e.path == field or e.path.startswith(field + ".") or e.path.startswith(field + "[")
-               for e in errors), f"expected an error at {field}, got: {[str(e) for e in errors]}"
+    assert any(
+        e.path == field or e.path.startswith(field + ".") or e.path.startswith(field + "[")
+        for e in errors
+    ), f"expected an error at {field}, got: {[str(e) for e in errors]}"
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])

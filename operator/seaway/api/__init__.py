@@ -5,7 +5,7 @@ These models are the single source of truth: the CRD YAML in ``crds/`` is genera
 and ``docs/api.md`` documents them. This package is pure: no Kubernetes client, no I/O.
 """
 
-from seaway.api.common import GROUP, VERSION, API_VERSION, Condition, ObjectMeta
+from seaway.api.common import API_VERSION, GROUP, VERSION, Condition, ObjectMeta
 from seaway.api.modeldeployment import ModelDeployment, ModelDeploymentSpec, ModelDeploymentStatus
 from seaway.api.retrainjob import RetrainJob, RetrainJobSpec, RetrainJobStatus
 

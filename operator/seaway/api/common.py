@@ -50,7 +50,9 @@ Decimal = Annotated[
             "x-kubernetes-validations": [
                 {
                     "rule": f"self.matches('{DECIMAL_PATTERN}')",
-                    "messageExpression": "'invalid decimal ' + self + ': write a number as a string, e.g. \"0.80\"'",
+                    "messageExpression": (
+                        "'invalid decimal ' + self + ': write a number as a string, e.g. \"0.80\"'"
+                    ),
                 }
             ]
         },
@@ -84,7 +86,12 @@ class WireModel(BaseModel):
 class Condition(WireModel):
     """A standard Kubernetes condition (``metav1.Condition``)."""
 
-    type: Annotated[str, Field(min_length=1, max_length=64, description="Ready, Progressing, Degraded or Succeeded.")]
+    type: Annotated[
+        str,
+        Field(
+            min_length=1, max_length=64, description="Ready, Progressing, Degraded or Succeeded."
+        ),
+    ]
     status: Annotated[ConditionStatus, Field(description="True, False or Unknown.")]
     reason: Annotated[
         str,
@@ -146,9 +153,7 @@ def validations(*rules: dict[str, str]) -> dict[str, Any]:
 
 URI_SCHEMES_RULE = cel(
     "self.matches('^(file|https?|s3)://.+')",
-    message_expression=(
-        "'unsupported URI ' + self + ': use file://, http://, https:// or s3://'"
-    ),
+    message_expression=("'unsupported URI ' + self + ': use file://, http://, https:// or s3://'"),
 )
 
 Uri = Annotated[

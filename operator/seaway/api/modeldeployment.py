@@ -1,4 +1,4 @@
-"""``ModelDeployment``: a model served by revisions, rolled out step by step, reverted on failure."""
+"""``ModelDeployment``: a model served by revisions, rolled out by steps, reverted on failure."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field
 
 from seaway.api.common import (
-    API_VERSION,
     AnnotationValue,
     Condition,
     Decimal,
@@ -30,7 +29,9 @@ KIND = "ModelDeployment"
 PLURAL = "modeldeployments"
 
 ModelFormat = Literal["sklearn-joblib", "skops"]
-Token = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")]
+Token = Annotated[
+    str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+]
 RATIO_PATTERN = r"^(0(\.[0-9]{1,6})?|1(\.0{1,6})?)$"
 Ratio = Annotated[str, Field(min_length=1, max_length=8, pattern=RATIO_PATTERN)]
 Percent = Annotated[int, Field(ge=0, le=100)]
@@ -63,7 +64,9 @@ class ModelSource(WireModel):
 
     uri: Annotated[
         Uri | None,
-        Field(description="The bundle or model file: file://, http(s):// or s3:// (S3-compatible)."),
+        Field(
+            description="The bundle or model file: file://, http(s):// or s3:// (S3-compatible)."
+        ),
     ] = None
     format: Annotated[
         ModelFormat, Field(description="How the model file is serialized: sklearn-joblib or skops.")
@@ -73,27 +76,33 @@ class ModelSource(WireModel):
         Field(
             max_length=71,
             pattern=r"^sha256:[0-9a-f]{64}$",
-            description="sha256 of the model file's bytes, checked before loading: sha256:<64 hex>.",
+            description="sha256 of the model file's bytes, checked before loading.",
         ),
     ] = None
     allow_unverified: Annotated[
         bool | None,
-        Field(description="Serve a sklearn-joblib model without a digest. Loading a pickle runs code."),
+        Field(
+            description="Serve a sklearn-joblib model without a digest. Loading a pickle runs code."
+        ),
     ] = None
     from_retrain_job: Annotated[
         Name | None,
-        Field(description="Follow the latest bundle promoted by this RetrainJob instead of a fixed uri."),
+        Field(description="Follow the bundle this RetrainJob promoted last, instead of a uri."),
     ] = None
     secret_ref: Annotated[
         SecretRef | None,
-        Field(description="Credentials for the store (e.g. AWS_ACCESS_KEY_ID), passed as environment."),
+        Field(
+            description="Credentials for the store (e.g. AWS_ACCESS_KEY_ID), passed as environment."
+        ),
     ] = None
 
 
 class EnvVar(WireModel):
     """A plain environment variable for the model server container."""
 
-    name: Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")]
+    name: Annotated[
+        str, Field(min_length=1, max_length=256, pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+    ]
     value: Annotated[str, Field(max_length=4096)] = ""
 
 
@@ -152,7 +161,9 @@ class Step(WireModel):
         )
     }
 
-    set_weight: Annotated[Percent | None, Field(description="Percent of traffic for the canary.")] = None
+    set_weight: Annotated[
+        Percent | None, Field(description="Percent of traffic for the canary.")
+    ] = None
     pause: Pause | None = None
 
 
@@ -161,7 +172,12 @@ class Prometheus(WireModel):
 
     address: Annotated[
         str,
-        Field(min_length=1, max_length=2048, pattern=r"^https?://.+", description="e.g. http://prometheus:9090"),
+        Field(
+            min_length=1,
+            max_length=2048,
+            pattern=r"^https?://.+",
+            description="e.g. http://prometheus:9090",
+        ),
     ]
 
 
@@ -170,7 +186,7 @@ class MetricsProvider(WireModel):
 
 
 class Analysis(WireModel):
-    """Metric checks run while a canary holds traffic; a failure reverts like a readiness failure."""
+    """Metric checks while a canary holds traffic; a failure reverts like a readiness failure."""
 
     model_config: ClassVar = WireModel.model_config | {
         "json_schema_extra": validations(
@@ -182,12 +198,23 @@ class Analysis(WireModel):
     }
 
     interval: Annotated[Duration, Field(description="How often metrics are judged.")] = "30s"
-    max_error_ratio: Annotated[Ratio | None, Field(description='Highest 5xx ratio, e.g. "0.01".')] = None
-    max_latency_p99_ms: Annotated[int | None, Field(ge=1, le=600000, description="Highest p99 latency.")] = None
-    min_requests: Annotated[int, Field(ge=0, le=100000000, description="Requests needed before judging.")] = 100
-    failure_limit: Annotated[int, Field(ge=1, le=100, description="Failed intervals before revert.")] = 2
+    max_error_ratio: Annotated[
+        Ratio | None, Field(description='Highest 5xx ratio, e.g. "0.01".')
+    ] = None
+    max_latency_p99_ms: Annotated[
+        int | None, Field(ge=1, le=600000, description="Highest p99 latency.")
+    ] = None
+    min_requests: Annotated[
+        int, Field(ge=0, le=100000000, description="Requests needed before judging.")
+    ] = 100
+    failure_limit: Annotated[
+        int, Field(ge=1, le=100, description="Failed intervals before revert.")
+    ] = 2
     no_data_limit: Annotated[
-        int, Field(ge=1, le=1000, description="Intervals without enough data before the rollout aborts.")
+        int,
+        Field(
+            ge=1, le=1000, description="Intervals without enough data before the rollout aborts."
+        ),
     ] = 10
     comparison: Annotated[
         Literal["Absolute", "Relative"],
@@ -212,7 +239,7 @@ class Rollout(WireModel):
 
     strategy: Annotated[
         Literal["Canary", "BlueGreen", "Immediate"],
-        Field(description="Canary follows steps; BlueGreen switches when fully ready; Immediate when ready."),
+        Field(description="Canary: follow steps; BlueGreen: switch when fully ready; Immediate."),
     ]
     steps: Annotated[list[Step] | None, Field(max_length=32)] = None
     progress_deadline_seconds: Annotated[
@@ -231,7 +258,9 @@ class ParentRef(WireModel):
 
 class GatewayTraffic(WireModel):
     parent_refs: Annotated[list[ParentRef], Field(min_length=1, max_length=16)]
-    hostnames: Annotated[list[Annotated[str, Field(max_length=253)]] | None, Field(max_length=16)] = None
+    hostnames: Annotated[
+        list[Annotated[str, Field(max_length=253)]] | None, Field(max_length=16)
+    ] = None
 
 
 class Variant(WireModel):
@@ -244,7 +273,10 @@ class Sticky(WireModel):
 
     model_config: ClassVar = WireModel.model_config | {
         "json_schema_extra": validations(
-            cel("has(self.header) != has(self.cookie)", message="sticky sets exactly one of header or cookie")
+            cel(
+                "has(self.header) != has(self.cookie)",
+                message="sticky sets exactly one of header or cookie",
+            )
         )
     }
 
@@ -259,7 +291,9 @@ class Bandit(WireModel):
 
 
 class PromoteWinner(WireModel):
-    confidence: Annotated[Ratio, Field(description='Probability the best variant is best, e.g. "0.95".')]
+    confidence: Annotated[
+        Ratio, Field(description='Probability the best variant is best, e.g. "0.95".')
+    ]
 
 
 class Experiment(WireModel):
@@ -320,7 +354,10 @@ class Traffic(WireModel):
             json_schema_extra=validations(
                 cel(
                     "self == oldSelf",
-                    message="traffic.router cannot change on a live ModelDeployment; re-create it instead",
+                    message=(
+                        "traffic.router cannot change on a live ModelDeployment;"
+                        " re-create it instead"
+                    ),
                 )
             ),
         ),
@@ -348,7 +385,9 @@ class Actions(WireModel):
 
     promote: Annotated[Token | None, Field(description="Advance the canary one step.")] = None
     promote_full: Annotated[Token | None, Field(description="Skip the remaining steps.")] = None
-    abort: Annotated[Token | None, Field(description="Revert the canary to the stable revision.")] = None
+    abort: Annotated[
+        Token | None, Field(description="Revert the canary to the stable revision.")
+    ] = None
     retry: Annotated[Token | None, Field(description="Try a rejected template again.")] = None
 
 
@@ -384,7 +423,9 @@ class RevisionStatus(WireModel):
     format: Annotated[str | None, Field(max_length=32)] = None
     image: Annotated[str | None, Field(max_length=512)] = None
     created_at: Timestamp
-    created_by: Annotated[ShortText, Field(description="user, or retrainjob/<name>#<run>.")] = "user"
+    created_by: Annotated[ShortText, Field(description="user, or retrainjob/<name>#<run>.")] = (
+        "user"
+    )
     fate: Fate = "Pending"
     reason: Annotated[str | None, Field(max_length=128)] = None
     message: Message | None = None
@@ -438,8 +479,8 @@ class ModelDeployment(WireModel):
 
     model_config: ClassVar = WireModel.model_config | {"extra": "ignore"}
 
-    api_version: Literal["seaway.dev/v1alpha1"] = API_VERSION
-    kind: Literal["ModelDeployment"] = KIND
+    api_version: Literal["seaway.dev/v1alpha1"] = "seaway.dev/v1alpha1"
+    kind: Literal["ModelDeployment"] = "ModelDeployment"
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: ModelDeploymentSpec
     status: ModelDeploymentStatus = Field(default_factory=ModelDeploymentStatus)

@@ -7,7 +7,6 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field
 
 from seaway.api.common import (
-    API_VERSION,
     Condition,
     Decimal,
     Duration,
@@ -38,7 +37,9 @@ CRON_RULE = cel(
     ),
 )
 
-Metric = Literal["accuracy", "f1", "precision", "recall", "roc_auc", "log_loss", "r2", "rmse", "mae"]
+Metric = Literal[
+    "accuracy", "f1", "precision", "recall", "roc_auc", "log_loss", "r2", "rmse", "mae"
+]
 ColumnName = Annotated[str, Field(min_length=1, max_length=256)]
 
 
@@ -73,7 +74,10 @@ class Estimator(WireModel):
     ]
     params: Annotated[
         dict[str, Any] | None,
-        Field(description="Keyword arguments for the constructor.", json_schema_extra={"maxProperties": 64}),
+        Field(
+            description="Keyword arguments for the constructor.",
+            json_schema_extra={"maxProperties": 64},
+        ),
     ] = None
 
 
@@ -81,8 +85,12 @@ class CustomTrainer(WireModel):
     """Your own training image; it must write the same result contract as the built-in trainer."""
 
     image: Annotated[str, Field(min_length=1, max_length=512)]
-    command: Annotated[list[Annotated[str, Field(max_length=4096)]], Field(min_length=1, max_length=32)]
-    args: Annotated[list[Annotated[str, Field(max_length=4096)]] | None, Field(max_length=64)] = None
+    command: Annotated[
+        list[Annotated[str, Field(max_length=4096)]], Field(min_length=1, max_length=32)
+    ]
+    args: Annotated[list[Annotated[str, Field(max_length=4096)]] | None, Field(max_length=64)] = (
+        None
+    )
     env: Annotated[list[EnvVar] | None, Field(max_length=64)] = None
 
 
@@ -105,10 +113,14 @@ class Validation(WireModel):
         Field(description="Holdout: random rows; Backtest: train before the cutoff, score after."),
     ] = "Holdout"
     test_fraction: Annotated[Ratio, Field(description="Holdout share of rows.")] = "0.2"
-    cutoff: Annotated[Duration | None, Field(description="Backtest window before the newest row.")] = None
+    cutoff: Annotated[
+        Duration | None, Field(description="Backtest window before the newest row.")
+    ] = None
     windows: Annotated[int, Field(ge=1, le=12, description="Rolling backtest windows.")] = 1
     metric: Metric = "accuracy"
-    min_score: Annotated[Decimal | None, Field(description='Lowest acceptable score, e.g. "0.80".')] = None
+    min_score: Annotated[
+        Decimal | None, Field(description='Lowest acceptable score, e.g. "0.80".')
+    ] = None
     min_improvement: Annotated[
         Decimal | None, Field(description='Required gain over the live model, e.g. "0.005".')
     ] = None
@@ -157,13 +169,20 @@ class RetrainJobSpec(WireModel):
         Field(
             description="The ModelDeployment this job trains for (same namespace).",
             json_schema_extra=validations(
-                cel("self == oldSelf", message="modelDeployment cannot change; create another RetrainJob")
+                cel(
+                    "self == oldSelf",
+                    message="modelDeployment cannot change; create another RetrainJob",
+                )
             ),
         ),
     ]
     schedule: Annotated[
         str | None,
-        Field(max_length=128, description="Cron; omitted: runs only on runNow.", json_schema_extra=validations(CRON_RULE)),
+        Field(
+            max_length=128,
+            description="Cron; omitted: runs only on runNow.",
+            json_schema_extra=validations(CRON_RULE),
+        ),
     ] = None
     suspend: bool = False
     concurrency_policy: Literal["Allow", "Forbid", "Replace"] = "Forbid"
@@ -172,7 +191,10 @@ class RetrainJobSpec(WireModel):
     estimator: Estimator | None = None
     custom_trainer: CustomTrainer | None = None
     trainer_image: Annotated[
-        str | None, Field(max_length=512, description="Image of the built-in trainer; default: the operator's.")
+        str | None,
+        Field(
+            max_length=512, description="Image of the built-in trainer; default: the operator's."
+        ),
     ] = None
     resources: Resources | None = None
     validation: Validation | None = None
@@ -236,8 +258,8 @@ class RetrainJob(WireModel):
 
     model_config: ClassVar = WireModel.model_config | {"extra": "ignore"}
 
-    api_version: Literal["seaway.dev/v1alpha1"] = API_VERSION
-    kind: Literal["RetrainJob"] = KIND
+    api_version: Literal["seaway.dev/v1alpha1"] = "seaway.dev/v1alpha1"
+    kind: Literal["RetrainJob"] = "RetrainJob"
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: RetrainJobSpec
     status: RetrainJobStatus = Field(default_factory=RetrainJobStatus)

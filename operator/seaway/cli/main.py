@@ -13,7 +13,9 @@ from seaway import __version__
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, "--version", "-V", prog_name="seaway", message="%(prog)s %(version)s")
+@click.version_option(
+    __version__, "--version", "-V", prog_name="seaway", message="%(prog)s %(version)s"
+)
 def main() -> None:
     """Seaway takes scikit-learn models to production on Kubernetes and keeps them healthy."""
 
