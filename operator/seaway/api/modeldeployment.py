@@ -467,6 +467,9 @@ class ModelDeploymentStatus(WireModel):
     current_step_index: Annotated[int | None, Field(ge=0, le=32)] = None
     steps_hash: Annotated[str | None, Field(max_length=64)] = None
     step_started_at: Timestamp | None = None
+    canary_started_at: Annotated[
+        Timestamp | None, Field(description="When the canary's rollout (and its deadline) began.")
+    ] = None
     weights: Annotated[list[WeightStatus], Field(max_length=16)] = Field(default_factory=list)
     revisions: Annotated[list[RevisionStatus], Field(max_length=128)] = Field(default_factory=list)
     handled_actions: HandledActions | None = None

@@ -1,0 +1,491 @@
+"""The rollout step machine: one pass from (spec, status, observations, now) to a plan.
+
+A pass is a short ordered list of decisions, each a small function, ending in one new status:
+
+1. which revision the spec wants (creating its entry, or reusing an equal earlier one);
+2. the declarative actions (promote, promoteFull, abort, retry), each token handled once;
+3. the rollout itself: hold, start a canary, walk its steps, promote, or revert;
+4. conditions, weights and replica counts derived from the result.
+
+The handlers apply the plan's replica counts and weights first and write the status last, so a
+crash anywhere repeats the same pass from the same status: the plan is a function of its inputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from seaway import conditions
+from seaway.api.modeldeployment import (
+    HandledActions,
+    ModelDeploymentSpec,
+    ModelDeploymentStatus,
+    RevisionStatus,
+    Step,
+    WeightStatus,
+)
+from seaway.planning import revisions as revs
+from seaway.planning.durations import format_time, parse_duration, parse_time
+
+#: How often a pass is repeated while a rollout waits on something that sends no event.
+POLL_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What the cluster shows for one revision's Deployment."""
+
+    ready: int = 0
+
+
+@dataclass(frozen=True)
+class Event:
+    """A Kubernetes Event to emit on the ModelDeployment."""
+
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+@dataclass
+class Plan:
+    """What one pass decided."""
+
+    status: ModelDeploymentStatus
+    #: Replicas for every revision whose children must exist (0 keeps a standby at zero).
+    replicas: dict[int, int] = field(default_factory=dict)
+    #: Traffic percent per revision; absent or empty means "leave traffic as it is".
+    weights: dict[int, int] = field(default_factory=dict)
+    events: list[Event] = field(default_factory=list)
+    #: Webhook payloads to send (revert, failure, promotion).
+    notifications: list[dict[str, object]] = field(default_factory=list)
+    #: Revisions whose children should be deleted (pruned from history).
+    pruned: list[int] = field(default_factory=list)
+    #: Seconds until a pass is needed even if nothing changes; None: only on change.
+    requeue_after: float | None = None
+
+
+def steps_hash(steps: list[Step]) -> str:
+    """Identifies a step list, so an edited list restarts the canary's steps."""
+    payload = json.dumps([s.to_wire() for s in steps], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+class _Pass:
+    """State of one pass; methods are the sub-steps, in order."""
+
+    def __init__(
+        self,
+        *,
+        spec: ModelDeploymentSpec,
+        status: ModelDeploymentStatus,
+        generation: int,
+        model: revs.ResolvedModel | None,
+        observed: dict[int, Observed],
+        now: datetime,
+    ) -> None:
+        self.spec = spec
+        self.st = status.model_copy(deep=True)
+        self.generation = generation
+        self.model = model
+        self.observed = observed
+        self.now = now
+        self.now_s = format_time(now)
+        self.plan = Plan(status=self.st)
+        self.handled = self.st.handled_actions or HandledActions()
+        self.new_tokens: set[str] = set()
+        self.problem: tuple[str, str] | None = None  # (reason, message) for Ready=False
+
+    # -- helpers -------------------------------------------------------------------------------
+    def ready(self, number: int | None) -> int:
+        return self.observed.get(number, Observed()).ready if number is not None else 0
+
+    def revision(self, number: int | None) -> RevisionStatus | None:
+        return revs.find_by_number(self.st.revisions, number) if number is not None else None
+
+    def event(self, type_: Literal["Normal", "Warning"], reason: str, message: str) -> None:
+        self.plan.events.append(Event(type_, reason, message))
+
+    def requeue(self, seconds: float) -> None:
+        seconds = max(seconds, 1.0)
+        current = self.plan.requeue_after
+        self.plan.requeue_after = seconds if current is None else min(current, seconds)
+
+    # -- 1. desired revision -------------------------------------------------------------------
+    def desired(self) -> RevisionStatus | None:
+        if self.spec.rollback_to is not None:
+            wanted = self.revision(self.spec.rollback_to.revision)
+            if wanted is None:
+                self.problem = (
+                    "InvalidSpec",
+                    f"rollbackTo.revision {self.spec.rollback_to.revision} is not in"
+                    " status.revisions (it never existed or was pruned)",
+                )
+            return wanted
+        if self.model is None:
+            self.problem = (
+                "WaitingForModel",
+                f"RetrainJob {self.spec.model.from_retrain_job} has not promoted a model yet",
+            )
+            return None
+        updated, revision, created = revs.ensure_revision(
+            self.st.revisions, self.model, self.spec.server, now=self.now_s
+        )
+        self.st.revisions = updated
+        if created:
+            self.event(
+                "Normal",
+                "RevisionCreated",
+                f"Created revision {revision.number} for {revision.model_uri}"
+                f" ({revision.digest or 'unverified'})",
+            )
+        return revision
+
+    # -- 2. actions ----------------------------------------------------------------------------
+    def take_actions(self) -> None:
+        actions = self.spec.actions
+        if actions is None:
+            return
+        for name in ("promote", "promote_full", "abort", "retry"):
+            token = getattr(actions, name)
+            if token is not None and token != getattr(self.handled, name):
+                self.new_tokens.add(name)
+                setattr(self.handled, name, token)
+        self.st.handled_actions = self.handled
+
+    # -- 3. rollout ----------------------------------------------------------------------------
+    def run(self) -> Plan:
+        desired = self.desired()
+        self.take_actions()
+        if self.spec.paused:
+            self.hold_paused()
+        elif desired is None:
+            self.serve_stable()
+        else:
+            if "retry" in self.new_tokens and desired.fate in ("Failed", "RolledBack"):
+                desired.fate, desired.reason, desired.message = "Pending", None, None
+                desired.finished_at = None
+                desired.ready_at = None
+                self.event("Normal", "RetryRequested", f"Retrying revision {desired.number}")
+            if desired.number == self.st.stable_revision:
+                self.supersede_canary(None)
+                self.serve_stable()
+            elif desired.fate in ("Failed", "RolledBack"):
+                self.supersede_canary(None)
+                self.serve_stable()
+                self.problem_for_rejected(desired)
+            else:
+                self.roll_out(desired)
+        self.finish()
+        return self.plan
+
+    def hold_paused(self) -> None:
+        """``paused: true`` freezes traffic and replicas as they are."""
+        for r in self.st.revisions:
+            if r.number in (self.st.stable_revision, self.st.canary_revision):
+                self.plan.replicas[r.number] = self.spec.server.replicas
+
+    def supersede_canary(self, replacement: int | None) -> None:
+        canary = self.revision(self.st.canary_revision)
+        if canary is None or canary.number == replacement:
+            return
+        if canary.fate == "Canary":
+            canary.fate, canary.reason, canary.finished_at = (
+                "Superseded",
+                "NewerTemplate",
+                self.now_s,
+            )
+            self.event("Normal", "RevisionSuperseded", f"Revision {canary.number} was superseded")
+        self.st.canary_revision = None
+        self.st.current_step_index = None
+        self.st.steps_hash = None
+        self.st.step_started_at = None
+        self.st.canary_started_at = None
+
+    def serve_stable(self) -> None:
+        stable = self.st.stable_revision
+        if stable is not None:
+            self.plan.weights = {stable: 100}
+
+    def problem_for_rejected(self, desired: RevisionStatus) -> None:
+        serving = self.st.stable_revision
+        message = f"desired revision {desired.number} rejected: {desired.reason}"
+        if desired.message:
+            message += f" ({desired.message})"
+        message += (
+            f"; serving revision {serving}" if serving is not None else "; no revision is serving"
+        )
+        self.st.message = message
+        if serving is None:
+            self.problem = (desired.reason or "RevisionFailed", message)
+
+    def roll_out(self, desired: RevisionStatus) -> None:
+        self.supersede_canary(desired.number)
+        if self.st.canary_revision != desired.number:
+            self.st.canary_revision = desired.number
+            self.st.canary_started_at = self.now_s
+            self.st.step_started_at = self.now_s
+            self.st.current_step_index = 0
+            self.st.steps_hash = None
+            desired.fate = "Canary"
+            self.event("Normal", "RolloutStarted", f"Started rolling out revision {desired.number}")
+        ready = self.ready(desired.number)
+        if ready > 0 and desired.ready_at is None:
+            desired.ready_at = self.now_s
+        deadline = (
+            self.spec.rollout.progress_deadline_seconds if self.spec.rollout is not None else 600
+        )
+        started = parse_time(self.st.canary_started_at or self.now_s)
+        elapsed = (self.now - started).total_seconds()
+        if "abort" in self.new_tokens:
+            self.revert(desired, "RolledBack", "Aborted", "the rollout was aborted by the user")
+            return
+        if desired.ready_at is None and elapsed >= deadline:
+            self.revert(
+                desired,
+                "Failed",
+                "ProgressDeadlineExceeded",
+                f"no ready pod within progressDeadlineSeconds ({deadline}s)",
+            )
+            return
+        if desired.ready_at is not None and ready == 0:
+            self.revert(desired, "Failed", "PodsNotReady", "its pods stopped being ready")
+            return
+        if desired.ready_at is None:
+            self.requeue(deadline - elapsed)
+        self.walk(desired, ready)
+
+    def walk(self, desired: RevisionStatus, ready: int) -> None:
+        stable = self.st.stable_revision
+        replicas = self.spec.server.replicas
+        fully_ready = ready >= max(replicas, 1)
+        strategy = self.spec.rollout.strategy if self.spec.rollout is not None else "Immediate"
+        skip = "promote_full" in self.new_tokens or (
+            self.spec.rollback_to is not None and self.spec.rollback_to.skip_steps
+        )
+        if stable is None or strategy == "Immediate" or skip:
+            if ready > 0 and (fully_ready or strategy == "Immediate" or stable is None):
+                self.promote(desired)
+            else:
+                self.plan.weights = {stable: 100} if stable is not None else {}
+                self.requeue(POLL_SECONDS)
+            return
+        if strategy == "BlueGreen":
+            if fully_ready:
+                self.promote(desired)
+            else:
+                self.plan.weights = {stable: 100}
+                self.requeue(POLL_SECONDS)
+            return
+        steps = (self.spec.rollout.steps or []) if self.spec.rollout is not None else []
+        self.walk_steps(desired, steps, ready, fully_ready)
+
+    def walk_steps(
+        self, desired: RevisionStatus, steps: list[Step], ready: int, fully_ready: bool
+    ) -> None:
+        stable = self.st.stable_revision
+        assert stable is not None
+        hash_ = steps_hash(steps)
+        if self.st.steps_hash != hash_:
+            if self.st.steps_hash is not None:
+                self.event("Normal", "StepsChanged", "The step list changed; restarted at step 0")
+            self.st.steps_hash = hash_
+            self.st.current_step_index = 0
+            self.st.step_started_at = self.now_s
+        index = self.st.current_step_index or 0
+        promote_once = "promote" in self.new_tokens
+        while index < len(steps):
+            step = steps[index]
+            if step.set_weight is not None:
+                if ready == 0:
+                    self.requeue(POLL_SECONDS)
+                    break
+                index += 1
+                self.st.step_started_at = self.now_s
+                continue
+            assert step.pause is not None
+            if promote_once:
+                promote_once = False
+                index += 1
+                self.st.step_started_at = self.now_s
+                continue
+            if step.pause.duration is None:
+                break
+            began = parse_time(self.st.step_started_at or self.now_s)
+            remaining = (began + parse_duration(step.pause.duration) - self.now).total_seconds()
+            if remaining > 0:
+                self.requeue(remaining)
+                break
+            index += 1
+            self.st.step_started_at = self.now_s
+        if index != self.st.current_step_index:
+            self.event("Normal", "StepReached", f"Revision {desired.number} at step {index}")
+        self.st.current_step_index = index
+        weight = 0
+        for step in steps[:index]:
+            if step.set_weight is not None:
+                weight = step.set_weight
+        if ready == 0:
+            weight = 0
+        if index >= len(steps):
+            if fully_ready:
+                self.promote(desired)
+                return
+            self.requeue(POLL_SECONDS)
+        self.plan.weights = {stable: 100 - weight, desired.number: weight}
+
+    def promote(self, desired: RevisionStatus) -> None:
+        previous = self.revision(self.st.stable_revision)
+        if previous is not None and previous.number != desired.number:
+            previous.fate, previous.finished_at = "Retired", self.now_s
+            previous.reason = "Replaced"
+        desired.fate, desired.reason, desired.message = "Stable", None, None
+        self.st.stable_revision = desired.number
+        self.st.canary_revision = None
+        self.st.current_step_index = None
+        self.st.steps_hash = None
+        self.st.step_started_at = None
+        self.st.canary_started_at = None
+        self.plan.weights = {desired.number: 100}
+        self.event("Normal", "Promoted", f"Revision {desired.number} is stable")
+        self.plan.notifications.append(
+            {
+                "event": "Promoted",
+                "revision": desired.number,
+                "message": f"revision {desired.number} is stable",
+            }
+        )
+
+    def revert(self, desired: RevisionStatus, fate: str, reason: str, why: str) -> None:
+        stable = self.st.stable_revision
+        desired.fate = "Failed" if fate == "Failed" else "RolledBack"
+        desired.reason, desired.message, desired.finished_at = reason, why, self.now_s
+        self.st.canary_revision = None
+        self.st.current_step_index = None
+        self.st.steps_hash = None
+        self.st.step_started_at = None
+        self.st.canary_started_at = None
+        self.plan.weights = {stable: 100} if stable is not None else {}
+        target = f"revision {stable}" if stable is not None else "no revision (none is stable yet)"
+        message = f"Reverted to {target}: revision {desired.number} {reason}: {why}"
+        self.event("Warning", "RolloutAborted" if reason == "Aborted" else "RolledBack", message)
+        self.plan.notifications.append(
+            {
+                "event": "RolledBack",
+                "revision": desired.number,
+                "stableRevision": stable,
+                "reason": reason,
+                "message": message,
+            }
+        )
+        self.problem_for_rejected(desired)
+
+    # -- 4. derived status ---------------------------------------------------------------------
+    def finish(self) -> None:
+        st, spec = self.st, self.spec
+        replicas = spec.server.replicas
+        if not self.plan.replicas:
+            for r in st.revisions:
+                active = r.number in (st.stable_revision, st.canary_revision)
+                self.plan.replicas[r.number] = replicas if active else 0
+        if self.plan.weights:
+            st.weights = [
+                WeightStatus(revision=n, weight=w) for n, w in sorted(self.plan.weights.items())
+            ]
+        live = {w.revision: w.weight for w in st.weights}
+        st.canary_weight = live.get(st.canary_revision) if st.canary_revision else None
+        keep = {n for n in (st.stable_revision, st.canary_revision) if n is not None}
+        if spec.rollback_to is not None:
+            keep.add(spec.rollback_to.revision)
+        st.revisions, self.plan.pruned = revs.prune(st.revisions, spec.revision_history_limit, keep)
+        for number in self.plan.pruned:
+            self.plan.replicas.pop(number, None)
+        self.conditions()
+        st.observed_generation = self.generation
+
+    def conditions(self) -> None:
+        st = self.st
+        rejected = next(
+            (
+                r
+                for r in st.revisions
+                if r.fate in ("Failed", "RolledBack") and r.number == self._desired_number()
+            ),
+            None,
+        )
+        stable_ready = self.ready(st.stable_revision) > 0
+        if self.problem is not None and (
+            self.problem[0] == "InvalidSpec" or st.stable_revision is None
+        ):
+            ready = ("False", *self.problem)
+        elif st.stable_revision is None:
+            ready = ("False", "NoStableRevision", "the first revision is not ready yet")
+        elif not stable_ready:
+            ready = (
+                "False",
+                "StablePodsNotReady",
+                f"revision {st.stable_revision} has no ready pod",
+            )
+        else:
+            ready = ("True", "Available", f"revision {st.stable_revision} is serving")
+        if self.spec.paused:
+            progressing = ("Unknown", "Paused", "spec.paused is true")
+        elif st.canary_revision is not None:
+            progressing = (
+                "True",
+                "RolloutInProgress",
+                f"revision {st.canary_revision} at step {st.current_step_index},"
+                f" weight {st.canary_weight or 0}%",
+            )
+        elif rejected is not None:
+            progressing = ("False", "RolloutAborted", st.message or "")
+        else:
+            progressing = ("False", "RolloutComplete", "no rollout in progress")
+        if rejected is not None:
+            degraded = ("True", rejected.reason or "RevisionFailed", st.message or "")
+        else:
+            degraded = ("False", "Healthy", "")
+            st.message = ready[2] if self.problem is None else self.problem[1]
+        for type_, (status, reason, message) in (
+            (conditions.READY, ready),
+            (conditions.PROGRESSING, progressing),
+            (conditions.DEGRADED, degraded),
+        ):
+            st.conditions = conditions.set_condition(
+                st.conditions,
+                type_,
+                status,  # type: ignore[arg-type]
+                reason,
+                message,
+                now=self.now_s,
+                generation=self.generation,
+            )
+
+    def _desired_number(self) -> int | None:
+        if self.spec.rollback_to is not None:
+            return self.spec.rollback_to.revision
+        if self.model is None:
+            return None
+        found = revs.find_by_hash(
+            self.st.revisions, revs.template_hash(self.model, self.spec.server)
+        )
+        return found.number if found else None
+
+
+def plan(
+    spec: ModelDeploymentSpec,
+    status: ModelDeploymentStatus,
+    *,
+    generation: int,
+    model: revs.ResolvedModel | None,
+    observed: dict[int, Observed],
+    now: datetime,
+) -> Plan:
+    """One reconcile pass for a ModelDeployment, without any I/O."""
+    return _Pass(
+        spec=spec, status=status, generation=generation, model=model, observed=observed, now=now
+    ).run()

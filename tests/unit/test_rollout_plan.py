@@ -1,0 +1,326 @@
+"""Table-driven tests of the rollout step machine: pure inputs in, plan out."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from seaway import conditions
+from seaway.api.modeldeployment import ModelDeploymentSpec, ModelDeploymentStatus
+from seaway.planning import revisions
+from seaway.planning.rollout import Observed, Plan, plan
+
+T0 = datetime(2026, 11, 25, 10, 0, 0, tzinfo=UTC)
+D1 = "sha256:" + "1" * 64
+D2 = "sha256:" + "2" * 64
+D3 = "sha256:" + "3" * 64
+
+
+def spec(digest: str = D1, **extra: Any) -> ModelDeploymentSpec:
+    body: dict[str, Any] = {
+        "model": {"uri": f"s3://m/{digest[-4:]}", "digest": digest},
+        "server": {"image": "seaway/server:1", "replicas": 2},
+        "rollout": {
+            "strategy": "Canary",
+            "steps": [
+                {"setWeight": 10},
+                {"pause": {"duration": "1m"}},
+                {"setWeight": 50},
+                {"pause": {}},
+            ],
+            "progressDeadlineSeconds": 120,
+        },
+    }
+    body.update(extra)
+    return ModelDeploymentSpec.model_validate(body)
+
+
+class Sim:
+    """Runs passes the way the operator does: each pass starts from the last pass's status."""
+
+    def __init__(self) -> None:
+        self.status = ModelDeploymentStatus()
+        self.ready: dict[int, int] = {}
+        self.now = T0
+        self.generation = 1
+        self.last: Plan | None = None
+        self.events: list[str] = []
+        self.pruned: list[int] = []
+
+    def step(self, s: ModelDeploymentSpec, after: float = 0) -> Plan:
+        self.now += timedelta(seconds=after)
+        result = plan(
+            s,
+            self.status,
+            generation=self.generation,
+            model=revisions.resolve_model(s),
+            observed={n: Observed(ready=r) for n, r in self.ready.items()},
+            now=self.now,
+        )
+        self.status = result.status
+        self.last = result
+        self.events += [e.reason for e in result.events]
+        self.pruned += result.pruned
+        return result
+
+    def cond(self, type_: str) -> tuple[str, str]:
+        c = conditions.find(self.status.conditions, type_)
+        assert c is not None
+        return c.status, c.reason
+
+    def fate(self, number: int) -> str:
+        found = revisions.find_by_number(self.status.revisions, number)
+        assert found is not None
+        return found.fate
+
+
+def stable_at_one(sim: Sim) -> None:
+    sim.step(spec(D1))
+    sim.ready[1] = 2
+    sim.step(spec(D1), after=5)
+    assert sim.status.stable_revision == 1
+
+
+def test_first_revision_becomes_stable_when_ready() -> None:
+    sim = Sim()
+    p = sim.step(spec(D1))
+    assert [r.number for r in sim.status.revisions] == [1]
+    assert p.replicas == {1: 2}
+    assert sim.cond("Ready") == ("False", "NoStableRevision")
+    assert sim.cond("Progressing")[0] == "True"
+    sim.ready[1] = 2
+    p = sim.step(spec(D1), after=5)
+    assert sim.status.stable_revision == 1 and sim.fate(1) == "Stable"
+    assert p.weights == {1: 100}
+    assert sim.cond("Ready") == ("True", "Available")
+    assert sim.cond("Degraded") == ("False", "Healthy")
+    assert sim.events == ["RevisionCreated", "RolloutStarted", "Promoted"]
+    assert sim.status.observed_generation == 1
+
+
+def test_idle_pass_changes_nothing() -> None:
+    sim = Sim()
+    stable_at_one(sim)
+    before = sim.status.model_dump()
+    p = sim.step(spec(D1), after=60)
+    assert sim.status.model_dump() == before
+    assert p.events == [] and p.requeue_after is None
+
+
+def test_happy_canary_walks_the_steps() -> None:
+    sim = Sim()
+    stable_at_one(sim)
+    s2 = spec(D2)
+    p = sim.step(s2)
+    assert sim.status.canary_revision == 2
+    assert p.weights == {1: 100, 2: 0}, "no weight before the canary has a ready pod"
+    assert p.replicas == {1: 2, 2: 2}
+    sim.ready[2] = 1
+    p = sim.step(s2, after=3)
+    assert p.weights == {1: 90, 2: 10}
+    assert sim.status.current_step_index == 1
+    assert p.requeue_after == pytest.approx(60)
+    p = sim.step(s2, after=30)
+    assert p.weights == {1: 90, 2: 10} and p.requeue_after == pytest.approx(30)
+    sim.ready[2] = 2
+    p = sim.step(s2, after=30)
+    assert p.weights == {1: 50, 2: 50}
+    assert sim.status.current_step_index == 3, "waits at the pause without duration"
+    assert sim.status.canary_weight == 50
+    p = sim.step(s2, after=600)
+    assert sim.status.canary_revision == 2, "a pause without duration waits for a promote"
+    promoted = spec(D2, actions={"promote": "go-1"})
+    p = sim.step(promoted)
+    assert sim.status.stable_revision == 2 and sim.status.canary_revision is None
+    assert p.weights == {2: 100}
+    assert p.replicas == {1: 0, 2: 2}
+    assert (sim.fate(1), sim.fate(2)) == ("Retired", "Stable")
+    assert sim.status.handled_actions is not None and sim.status.handled_actions.promote == "go-1"
+    assert (
+        sim.events[-5:]
+        == ["RolloutStarted", "StepReached", "StepReached", "StepReached", "Promoted"][-5:]
+    )
+    # the same token again is not a second promote
+    before = sim.status.model_dump()
+    sim.step(promoted, after=1)
+    assert sim.status.model_dump() == before
+
+
+def test_canary_not_ready_by_the_deadline_is_reverted_in_one_pass() -> None:
+    sim = Sim()
+    stable_at_one(sim)
+    s2 = spec(D2)
+    sim.step(s2)
+    p = sim.step(s2, after=60)
+    assert p.requeue_after is not None and p.requeue_after <= 60
+    p = sim.step(s2, after=60)
+    assert p.weights == {1: 100}
+    assert p.replicas == {1: 2, 2: 0}
+    assert sim.fate(2) == "Failed"
+    assert sim.cond("Ready") == ("True", "Available")
+    assert sim.cond("Degraded") == ("True", "ProgressDeadlineExceeded")
+    assert sim.status.message == (
+        "desired revision 2 rejected: ProgressDeadlineExceeded (no ready pod within"
+        " progressDeadlineSeconds (120s)); serving revision 1"
+    )
+    assert p.notifications and p.notifications[0]["reason"] == "ProgressDeadlineExceeded"
+    assert "RolledBack" in sim.events
+    # the operator holds the stable revision while the spec still asks for the failed one
+    p = sim.step(s2, after=300)
+    assert p.weights == {1: 100} and p.replicas == {1: 2, 2: 0} and p.events == []
+
+
+def test_canary_that_becomes_unready_is_reverted() -> None:
+    sim = Sim()
+    stable_at_one(sim)
+    s2 = spec(D2)
+    sim.ready[2] = 2
+    sim.step(s2)
+    sim.ready[2] = 0
+    p = sim.step(s2, after=5)
+    assert p.weights == {1: 100}
+    assert sim.fate(2) == "Failed"
+    assert sim.cond("Degraded") == ("True", "PodsNotReady")
+
+
+def test_retry_token_tries_a_rejected_template_again() -> None:
+    sim = Sim()
+    stable_at_one(sim)
+    s2 = spec(D2)
+    sim.step(s2)
+    sim.step(s2, after=121)
+    assert sim.fate(2) == "Failed"
+    retry = spec(D2, actions={"retry": "r1"})
+    sim.ready[2] = 2
+    p = sim.step(retry)
+    assert sim.status.canary_revision == 2 and sim.fate(2) == "Canary"
+    assert p.weights == {1: 90, 2: 10}
+    assert sim.cond("Degraded") == ("False", "Healthy")
+
+
+def test_first_revision_failing_leaves_the_deployment_not_ready() -> None:
+    sim = Sim()
+    sim.step(spec(D1))
+    sim.step(spec(D1), after=121)
+    assert sim.fate(1) == "Failed"
+    assert sim.cond("Ready") == ("False", "ProgressDeadlineExceeded")
+    assert "no revision is serving" in (sim.status.message or "")
+
+
+def test_new_template_mid_rollout_supersedes_the_canary() -> None:
+    sim = Sim()
+    stable_at_one(sim)
+    sim.ready[2] = 2
+    sim.step(spec(D2))
+    assert sim.status.canary_revision == 2
+    p = sim.step(spec(D3), after=5)
+    assert sim.fate(2) == "Superseded"
+    assert sim.status.canary_revision == 3 and sim.status.current_step_index == 0
+    assert p.replicas == {1: 2, 2: 0, 3: 2}
+    assert p.weights == {1: 100, 3: 0}
+
+
+def test_edited_steps_restart_at_step_zero() -> None:
+    sim = Sim()
+    stable_at_one(sim)
+    sim.ready[2] = 2
+    sim.step(spec(D2))
+    sim.step(spec(D2), after=61)
+    assert sim.status.current_step_index == 3
+    edited = spec(D2, rollout={"strategy": "Canary", "steps": [{"setWeight": 5}, {"pause": {}}]})
+    p = sim.step(edited, after=1)
+    assert sim.status.current_step_index == 1
+    assert p.weights == {1: 95, 2: 5}
+    assert "StepsChanged" in sim.events
+
+
+def test_reapplying_an_old_template_reuses_its_revision() -> None:
+    sim = Sim()
+    stable_at_one(sim)
+    sim.ready[2] = 2
+    sim.step(spec(D2, rollout={"strategy": "Immediate"}))
+    assert sim.status.stable_revision == 2
+    sim.step(spec(D1, rollout={"strategy": "Immediate"}), after=1)
+    assert [r.number for r in sim.status.revisions] == [1, 2]
+    assert sim.status.stable_revision == 1
+
+
+def test_abort_reverts_and_marks_rolled_back() -> None:
+    sim = Sim()
+    stable_at_one(sim)
+    sim.ready[2] = 2
+    sim.step(spec(D2))
+    p = sim.step(spec(D2, actions={"abort": "stop"}), after=1)
+    assert p.weights == {1: 100} and sim.fate(2) == "RolledBack"
+    assert sim.cond("Degraded") == ("True", "Aborted")
+
+
+def test_rollback_to_goes_straight_to_the_old_revision() -> None:
+    sim = Sim()
+    stable_at_one(sim)
+    sim.ready[2] = 2
+    sim.step(spec(D2, rollout={"strategy": "Immediate"}))
+    assert sim.status.stable_revision == 2
+    p = sim.step(spec(D2, rollbackTo={"revision": 1}), after=1)
+    assert sim.status.stable_revision == 1 and p.weights == {1: 100}
+    p = sim.step(spec(D2, rollbackTo={"revision": 9}), after=1)
+    assert sim.cond("Ready") == ("False", "InvalidSpec")
+    assert p.weights == {1: 100}, "an invalid rollback keeps serving what serves"
+
+
+def test_blue_green_switches_only_when_fully_ready() -> None:
+    sim = Sim()
+    stable_at_one(sim)
+    bg = spec(D2, rollout={"strategy": "BlueGreen"})
+    sim.ready[2] = 1
+    p = sim.step(bg)
+    assert p.weights == {1: 100}
+    sim.ready[2] = 2
+    p = sim.step(bg, after=2)
+    assert p.weights == {2: 100} and sim.status.stable_revision == 2
+
+
+def test_paused_freezes_everything() -> None:
+    sim = Sim()
+    stable_at_one(sim)
+    sim.ready[2] = 2
+    sim.step(spec(D2))
+    weights = list(sim.status.weights)
+    p = sim.step(spec(D2, paused=True), after=600)
+    assert sim.status.weights == weights and p.weights == {}
+    assert sim.cond("Progressing") == ("Unknown", "Paused")
+
+
+def test_history_is_pruned_but_never_the_stable_or_canary() -> None:
+    sim = Sim()
+    digests = ["sha256:" + str(i) * 64 for i in range(1, 6)]
+    for d in digests:
+        s = spec(d, rollout={"strategy": "Immediate"}, revisionHistoryLimit=2)
+        sim.step(s)
+        sim.ready[sim.status.revisions[-1].number] = 2
+        sim.step(s, after=1)
+    numbers = [r.number for r in sim.status.revisions]
+    assert numbers == [4, 5] and sim.status.stable_revision == 5
+    assert sim.pruned == [1, 2, 3]
+    assert revisions.next_number(sim.status.revisions) == 6
+
+
+def test_template_hash_ignores_replicas_but_not_the_image() -> None:
+    a, b = spec(D1), spec(D1, server={"image": "seaway/server:1", "replicas": 7})
+    c = spec(D1, server={"image": "seaway/server:2", "replicas": 2})
+    model = revisions.resolve_model(a)
+    assert model is not None
+    assert revisions.template_hash(model, a.server) == revisions.template_hash(model, b.server)
+    assert revisions.template_hash(model, a.server) != revisions.template_hash(model, c.server)
+
+
+def test_following_a_retrain_job_without_promotion_waits() -> None:
+    sim = Sim()
+    s = ModelDeploymentSpec.model_validate(
+        {"model": {"fromRetrainJob": "weekly"}, "server": {"image": "seaway/server:1"}}
+    )
+    sim.step(s)
+    assert sim.cond("Ready") == ("False", "WaitingForModel")
+    assert sim.status.revisions == []
