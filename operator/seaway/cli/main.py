@@ -10,6 +10,7 @@ from __future__ import annotations
 import click
 
 from seaway import __version__
+from seaway.cli.cluster import cluster
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -27,6 +28,8 @@ def crds() -> None:
 
     click.echo("---\n".join(crdgen.render(kind) for kind in crdgen.KINDS), nl=False)
 
+
+main.add_command(cluster)
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,161 @@
+"""``seaway cluster up|status|down``: the local control plane as Seaway's embedded default.
+
+``up`` builds the binaries the first time (many minutes, progress shown), starts the plane in
+the background (its processes outlive the command), installs Seaway's CRDs and prints the
+kubeconfig. Progress and information go to stderr; stdout carries only the
+``export KUBECONFIG=...`` line, so ``eval "$(seaway cluster up)"`` works.
+
+Errors are one line (``Error: ...``), never a traceback; the run directory keeps each component's
+log for the details.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from seaway.localplane import binaries, config, plane
+
+logger = logging.getLogger("seaway.cli.cluster")
+
+name_option = click.option(
+    "--name",
+    default=config.DEFAULT_CLUSTER_NAME,
+    show_default=True,
+    help="Name of the cluster (its run directory is ~/.cache/seaway/clusters/<name>).",
+)
+
+
+class _StderrHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(f"  {record.getMessage()}", err=True)
+
+
+def _progress() -> None:
+    """Show the plane's progress messages (INFO and up) on stderr, once."""
+    root = logging.getLogger("seaway.localplane")
+    if not any(isinstance(h, _StderrHandler) for h in root.handlers):
+        root.addHandler(_StderrHandler())
+        root.setLevel(logging.INFO)
+        root.propagate = False
+
+
+def _run_dir(name: str) -> Path:
+    try:
+        return config.cluster_dir(name, os.environ)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--name") from None
+
+
+def _print_status(status: plane.Status) -> None:
+    state = "running" if status.running else ("partly running" if status.recorded else "stopped")
+    click.echo(f"Cluster {status.name}: {state}", err=True)
+    if not status.recorded:
+        return
+    click.echo(f"  API server: {status.api_server}", err=True)
+    click.echo(f"  Kubeconfig: {status.kubeconfig}", err=True)
+    click.echo(f"  Node {config.NODE_NAME}: {status.node_description}", err=True)
+    for component, alive in status.components:
+        mark = "running" if alive else "stopped"
+        click.echo(f"  {component.name:<24} {mark:<8} pid {component.pid}", err=True)
+
+
+def _export_line(status: plane.Status) -> None:
+    click.echo(f"Kubeconfig: {status.kubeconfig}", err=True)
+    click.echo(f"export KUBECONFIG={status.kubeconfig}")
+
+
+def _crds_text() -> str:
+    from seaway import crdgen
+
+    return "---\n".join(crdgen.render(kind) for kind in crdgen.KINDS)
+
+
+@click.group()
+def cluster() -> None:
+    """A local Kubernetes control plane on 127.0.0.1 (no Docker): up, status, down."""
+
+
+@cluster.command()
+@name_option
+@click.option(
+    "--timeout",
+    default=plane.DEFAULT_TIMEOUT,
+    show_default=True,
+    type=click.FloatRange(min=1),
+    help="Seconds each component may take to become ready.",
+)
+def up(name: str, timeout: float) -> None:
+    """Start the plane in the background (building it first if needed) with Seaway's CRDs."""
+    run_dir = _run_dir(name)
+    _progress()
+    current = plane.status(run_dir)
+    if current.running:
+        click.echo(f"Cluster {name} is already up.", err=True)
+        _print_status(current)
+        _export_line(current)
+        return
+    if current.partly_running:
+        stopped = plane.stop(run_dir)
+        click.echo(
+            f"Stopped {len(stopped)} leftover process(es) of a partly running cluster {name}.",
+            err=True,
+        )
+    began = time.monotonic()
+    try:
+        bins = binaries.ensure(os.environ)
+    except binaries.BinariesMissing as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        started = plane.start(run_dir, name=name, bins=bins, timeout=timeout)
+    except plane.PlaneError as exc:
+        raise click.ClickException(exc.one_line()) from None
+    except KeyboardInterrupt:
+        click.echo("Interrupted; stopped what had started.", err=True)
+        sys.exit(130)
+    try:
+        started.install_crds(_crds_text())
+    except (plane.PlaneError, OSError) as exc:
+        started.stop()
+        message = exc.one_line() if isinstance(exc, plane.PlaneError) else str(exc)
+        raise click.ClickException(f"installing Seaway's CRDs failed: {message}") from None
+    click.echo(
+        f"Cluster {name} is up in {time.monotonic() - began:.1f}s: API server "
+        f"{started.api_server}, node {config.NODE_NAME} Ready, Seaway CRDs installed.",
+        err=True,
+    )
+    click.echo(f"  Logs: {started.layout.logs}", err=True)
+    click.echo(f"  Stop it with: seaway cluster down --name {name}", err=True)
+    _export_line(plane.status(run_dir))
+
+
+@cluster.command()
+@name_option
+def status(name: str) -> None:
+    """Show which components run, the API server URL and whether the node is Ready.
+
+    Exits with 0 when every component runs and the node is Ready, 1 otherwise.
+    """
+    current = plane.status(_run_dir(name))
+    _print_status(current)
+    if current.healthy:
+        click.echo(f"export KUBECONFIG={current.kubeconfig}")
+        return
+    sys.exit(1)
+
+
+@cluster.command()
+@name_option
+def down(name: str) -> None:
+    """Stop every process of the cluster and discard its data (logs stay in the run dir)."""
+    _progress()
+    stopped = plane.stop(_run_dir(name))
+    if stopped:
+        click.echo(f"Cluster {name} is down ({len(stopped)} processes stopped).", err=True)
+    else:
+        click.echo(f"Cluster {name} was not running.", err=True)
