@@ -324,3 +324,33 @@ def test_following_a_retrain_job_without_promotion_waits() -> None:
     sim.step(s)
     assert sim.cond("Ready") == ("False", "WaitingForModel")
     assert sim.status.revisions == []
+
+
+def test_blocked_spec_keeps_serving_and_says_why_once() -> None:
+    sim = Sim()
+    stable_at_one(sim)
+    s2 = spec(D2)
+    p = plan(
+        s2,
+        sim.status,
+        generation=2,
+        model=revisions.resolve_model(s2),
+        observed={1: Observed(ready=2)},
+        now=T0,
+        blocked=("SecretNotFound", "Secret creds not found"),
+    )
+    assert [r.number for r in p.status.revisions] == [1], "no revision for a blocked spec"
+    assert p.weights == {1: 100}
+    ready = conditions.find(p.status.conditions, "Ready")
+    assert ready is not None and (ready.status, ready.reason) == ("False", "SecretNotFound")
+    assert [e.reason for e in p.events] == ["SecretNotFound"]
+    again = plan(
+        s2,
+        p.status,
+        generation=2,
+        model=revisions.resolve_model(s2),
+        observed={1: Observed(ready=2)},
+        now=T0,
+        blocked=("SecretNotFound", "Secret creds not found"),
+    )
+    assert again.events == [] and again.status == p.status

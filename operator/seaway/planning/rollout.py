@@ -87,6 +87,7 @@ class _Pass:
         model: revs.ResolvedModel | None,
         observed: dict[int, Observed],
         now: datetime,
+        blocked: tuple[str, str] | None,
     ) -> None:
         self.spec = spec
         self.st = status.model_copy(deep=True)
@@ -98,7 +99,9 @@ class _Pass:
         self.plan = Plan(status=self.st)
         self.handled = self.st.handled_actions or HandledActions()
         self.new_tokens: set[str] = set()
-        self.problem: tuple[str, str] | None = None  # (reason, message) for Ready=False
+        #: (reason, message) for Ready=False: the spec cannot be realised as written.
+        self.problem: tuple[str, str] | None = blocked
+        self.problem_announced = False
 
     # -- helpers -------------------------------------------------------------------------------
     def ready(self, number: int | None) -> int:
@@ -117,6 +120,8 @@ class _Pass:
 
     # -- 1. desired revision -------------------------------------------------------------------
     def desired(self) -> RevisionStatus | None:
+        if self.problem is not None:
+            return None
         if self.spec.rollback_to is not None:
             wanted = self.revision(self.spec.rollback_to.revision)
             if wanted is None:
@@ -221,7 +226,9 @@ class _Pass:
         )
         self.st.message = message
         if serving is None:
+            # Already announced by the revert's own Event; no second Event for the condition.
             self.problem = (desired.reason or "RevisionFailed", message)
+            self.problem_announced = True
 
     def roll_out(self, desired: RevisionStatus) -> None:
         self.supersede_canary(desired.number)
@@ -418,10 +425,13 @@ class _Pass:
             None,
         )
         stable_ready = self.ready(st.stable_revision) > 0
-        if self.problem is not None and (
-            self.problem[0] == "InvalidSpec" or st.stable_revision is None
-        ):
+        if self.problem is not None:
             ready = ("False", *self.problem)
+            previous = conditions.find(st.conditions, conditions.READY)
+            if not self.problem_announced and (
+                previous is None or previous.reason != self.problem[0]
+            ):
+                self.event("Warning", self.problem[0], self.problem[1])
         elif st.stable_revision is None:
             ready = ("False", "NoStableRevision", "the first revision is not ready yet")
         elif not stable_ready:
@@ -484,8 +494,19 @@ def plan(
     model: revs.ResolvedModel | None,
     observed: dict[int, Observed],
     now: datetime,
+    blocked: tuple[str, str] | None = None,
 ) -> Plan:
-    """One reconcile pass for a ModelDeployment, without any I/O."""
+    """One reconcile pass for a ModelDeployment, without any I/O.
+
+    ``blocked`` is a problem found outside the spec (a missing Secret, an unknown RetrainJob):
+    no new rollout starts, the stable revision keeps serving, and Ready is False with its reason.
+    """
     return _Pass(
-        spec=spec, status=status, generation=generation, model=model, observed=observed, now=now
+        spec=spec,
+        status=status,
+        generation=generation,
+        model=model,
+        observed=observed,
+        now=now,
+        blocked=blocked,
     ).run()

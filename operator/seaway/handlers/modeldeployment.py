@@ -1,0 +1,230 @@
+"""Reconcile one ModelDeployment: read -> plan (pure) -> act on children -> one status write."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from seaway.api.modeldeployment import ModelDeployment
+from seaway.api.retrainjob import RetrainJob
+from seaway.handlers import notify
+from seaway.k8s import traffic
+from seaway.k8s.kube import Conflict, Kube, Manifest
+from seaway.planning import children, revisions
+from seaway.planning.rollout import Observed, Plan, plan
+
+logger = logging.getLogger(__name__)
+
+APPLIED_HASH = "seaway.dev/applied-hash"
+MAX_CONFLICT_RETRIES = 8
+
+
+@dataclass
+class Settings:
+    """Operator-wide settings (flags of ``seaway operator run`` / chart values)."""
+
+    router_image: str = "ghcr.io/seaway-dev/seaway-server:0.1.0"
+    router_service_account: str | None = None
+    webhook_timeout: float = 5.0
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+
+
+def _hash(manifest: Manifest) -> str:
+    return hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _with_hash(manifest: Manifest) -> Manifest:
+    manifest["metadata"].setdefault("annotations", {})[APPLIED_HASH] = _hash(manifest)
+    return manifest
+
+
+def resolve(
+    kube: Kube, md: ModelDeployment
+) -> tuple[revisions.ResolvedModel | None, tuple[str, str] | None]:
+    """The concrete model to serve, or why the spec cannot be realised right now."""
+    ns = md.metadata.namespace
+    source = md.spec.model
+    secret = source.secret_ref.name if source.secret_ref else None
+    if secret is not None and kube.get("Secret", ns, secret) is None:
+        return None, ("SecretNotFound", f"Secret {secret} (model.secretRef) not found in {ns}")
+    if source.uri is not None:
+        return revisions.resolve_model(md.spec), None
+    job_name = source.from_retrain_job or ""
+    body = kube.get("RetrainJob", ns, job_name)
+    if body is None:
+        return None, (
+            "RetrainJobNotFound",
+            f"RetrainJob {job_name} (model.fromRetrainJob) not found",
+        )
+    job = RetrainJob.parse(body)
+    promoted = job.status.promoted
+    if promoted is None:
+        return None, None  # the planner says WaitingForModel
+    return (
+        revisions.ResolvedModel(
+            uri=promoted.uri,
+            format=promoted.format,
+            digest=promoted.digest,
+            allow_unverified=False,
+            secret_name=secret,
+            created_by=f"retrainjob/{job_name}#{promoted.run}",
+        ),
+        None,
+    )
+
+
+def observe(kube: Kube, md: ModelDeployment) -> tuple[dict[int, Observed], dict[int, Manifest]]:
+    """Ready pods per revision, from the revision Deployments' status."""
+    found = kube.list(
+        "Deployment", md.metadata.namespace, f"{children.MD_LABEL}={md.metadata.name}"
+    )
+    observed: dict[int, Observed] = {}
+    live: dict[int, Manifest] = {}
+    for deployment in found:
+        label = deployment["metadata"].get("labels", {}).get(children.REVISION_LABEL)
+        if label is None or not label.isdigit():
+            continue
+        number = int(label)
+        live[number] = deployment
+        observed[number] = Observed(
+            ready=int(deployment.get("status", {}).get("readyReplicas") or 0)
+        )
+    return observed, live
+
+
+def backend_for(kube: Kube, md: ModelDeployment, settings: Settings) -> traffic.TrafficBackend:
+    owner = children.owner_reference(md.metadata.name, md.metadata.uid)
+    common: dict[str, Any] = {
+        "md_name": md.metadata.name,
+        "namespace": md.metadata.namespace,
+        "owner": owner,
+        "spec": md.spec,
+    }
+    router = md.spec.traffic.router if md.spec.traffic is not None else "builtin"
+    if router == "gateway-api":
+        return traffic.GatewayRoute(kube, **common)
+    return traffic.BuiltinRouter(
+        kube,
+        router_image=settings.router_image,
+        service_account=settings.router_service_account,
+        **common,
+    )
+
+
+def act(
+    kube: Kube,
+    md: ModelDeployment,
+    result: Plan,
+    live: dict[int, Manifest],
+    settings: Settings,
+) -> None:
+    """Apply the plan: scale up, shift traffic, scale down, prune; in that order."""
+    name, ns = md.metadata.name, md.metadata.namespace
+    owner = children.owner_reference(name, md.metadata.uid)
+    secret = md.spec.model.secret_ref.name if md.spec.model.secret_ref else None
+
+    def ensure(number: int, replicas: int) -> None:
+        revision = revisions.find_by_number(result.status.revisions, number)
+        if revision is None:
+            return
+        deployment = _with_hash(
+            children.server_deployment(
+                md_name=name,
+                namespace=ns,
+                owner=owner,
+                spec=md.spec,
+                revision=revision,
+                replicas=replicas,
+                secret_name=secret,
+            )
+        )
+        current = live.get(number, {}).get("metadata", {}).get("annotations", {})
+        if current.get(APPLIED_HASH) == deployment["metadata"]["annotations"][APPLIED_HASH]:
+            return
+        kube.apply(deployment)
+        logger.info(
+            "Applied Deployment %s/%s (%d replicas)",
+            ns,
+            children.revision_name(name, number),
+            replicas,
+        )
+        if number not in live:
+            kube.apply(
+                children.server_service(md_name=name, namespace=ns, owner=owner, number=number)
+            )
+        scaler = children.autoscaler(
+            md_name=name, namespace=ns, owner=owner, spec=md.spec, number=number
+        )
+        if scaler is not None and replicas > 0:
+            kube.apply(scaler)
+        elif md.spec.server.autoscaling is not None and replicas == 0:
+            kube.delete("HorizontalPodAutoscaler", ns, children.revision_name(name, number))
+
+    for number, replicas in sorted(result.replicas.items()):
+        if replicas > 0:
+            ensure(number, replicas)
+    if result.weights:
+        backend = backend_for(kube, md, settings)
+        if not backend.verify_weights(result.weights):
+            backend.set_weights(result.weights)
+            logger.info("Set weights of %s/%s to %s", ns, name, result.weights)
+    for number, replicas in sorted(result.replicas.items()):
+        if replicas == 0 and number in live:
+            ensure(number, 0)
+    for number in result.pruned:
+        child = children.revision_name(name, number)
+        for kind in ("Deployment", "Service", "HorizontalPodAutoscaler"):
+            kube.delete(kind, ns, child)
+        logger.info("Deleted the children of pruned revision %s/%s", ns, child)
+
+
+def reconcile(kube: Kube, namespace: str, name: str, settings: Settings) -> float | None:
+    """One pass; returns seconds until the next pass is needed without any event (or None)."""
+    for _ in range(MAX_CONFLICT_RETRIES):
+        body = kube.get("ModelDeployment", namespace, name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return None
+        try:
+            md = ModelDeployment.parse(body)
+        except ValidationError as exc:
+            logger.warning("ModelDeployment %s/%s cannot be parsed: %s", namespace, name, exc)
+            return None
+        model, blocked = resolve(kube, md)
+        observed, live = observe(kube, md)
+        result = plan(
+            md.spec,
+            md.status,
+            generation=md.metadata.generation,
+            model=model,
+            observed=observed,
+            now=settings.clock(),
+            blocked=blocked,
+        )
+        act(kube, md, result, live, settings)
+        status = result.status.to_wire()
+        if status != body.get("status"):
+            body["status"] = status
+            try:
+                kube.replace_status("ModelDeployment", body)
+            except Conflict:
+                logger.info("ModelDeployment %s/%s changed meanwhile; re-reading", namespace, name)
+                continue
+        for event in result.events:
+            kube.event(body, event.type, event.reason, event.message)
+            logger.info("%s %s/%s: %s", event.reason, namespace, name, event.message)
+        if result.notifications and md.spec.notifications is not None:
+            for payload in result.notifications:
+                notify.send(
+                    md.spec.notifications.webhook_url,
+                    {"kind": "ModelDeployment", "namespace": namespace, "name": name, **payload},
+                    timeout=settings.webhook_timeout,
+                )
+        return result.requeue_after
+    return 1.0

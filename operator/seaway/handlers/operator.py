@@ -1,0 +1,96 @@
+"""The kopf operator: watch ModelDeployments and their Deployments, feed the work queue.
+
+``seaway operator run`` and the chart's image run :func:`run`; tests load this module into
+kopf's in-process runner. Settings come from the environment (set by the CLI flags).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Hashable, Mapping
+from typing import Any
+
+import kopf
+
+from seaway.handlers import modeldeployment
+from seaway.handlers.workqueue import WorkQueue
+from seaway.k8s.kube import Kube, load_api_client
+from seaway.planning import children
+
+logger = logging.getLogger(__name__)
+
+GROUP, VERSION = "seaway.dev", "v1alpha1"
+
+
+def settings_from_env() -> modeldeployment.Settings:
+    settings = modeldeployment.Settings()
+    settings.router_image = os.environ.get("SEAWAY_ROUTER_IMAGE", settings.router_image)
+    settings.router_service_account = os.environ.get("SEAWAY_ROUTER_SERVICE_ACCOUNT") or None
+    return settings
+
+
+@kopf.on.startup()
+async def start(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: Any) -> None:
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 300
+    settings.execution.max_workers = int(os.environ.get("SEAWAY_WORKERS", "8"))
+    kube = Kube(load_api_client(os.environ.get("KUBECONFIG")))
+    md_settings = settings_from_env()
+
+    async def work(key: Hashable) -> float | None:
+        assert isinstance(key, tuple)
+        namespace: str = key[0]
+        name: str = key[1]
+        return await asyncio.to_thread(
+            modeldeployment.reconcile, kube, namespace, name, md_settings
+        )
+
+    queue = WorkQueue(work, concurrency=settings.execution.max_workers or 8)
+    queue.start()
+    memo["queue"] = queue
+    logger.info("Started the Seaway operator")
+
+
+@kopf.on.cleanup()
+async def stop(memo: kopf.Memo, **_: Any) -> None:
+    queue = memo.get("queue")
+    if queue is not None:
+        await queue.stop()
+
+
+@kopf.on.event(GROUP, VERSION, "modeldeployments")
+def on_model_deployment(
+    *, type: str, name: str, namespace: str | None, memo: Any, **_: Any
+) -> None:
+    if type != "DELETED" and "queue" in memo:
+        memo["queue"].add((namespace, name))
+
+
+@kopf.on.event("apps", "v1", "deployments", labels={children.MD_LABEL: kopf.PRESENT})
+def on_revision_deployment(
+    *, labels: Mapping[str, str], namespace: str | None, memo: Any, **_: Any
+) -> None:
+    if "queue" in memo:
+        memo["queue"].add((namespace, labels[children.MD_LABEL]))
+
+
+@kopf.on.event(GROUP, VERSION, "retrainjobs")
+def on_retrain_job(*, spec: kopf.Spec, namespace: str | None, memo: Any, **_: Any) -> None:
+    """A RetrainJob's promotion changes the model of the ModelDeployment that follows it."""
+    target = spec.get("modelDeployment")
+    if target and "queue" in memo:
+        memo["queue"].add((namespace, target))
+
+
+def run(*, namespaces: list[str], verbose: bool = False) -> None:
+    """Run the operator until interrupted (cluster-wide when ``namespaces`` is empty)."""
+    kopf.configure(verbose=verbose, log_format=kopf.LogFormat.PLAIN)
+    asyncio.run(
+        kopf.operator(
+            clusterwide=not namespaces,
+            namespaces=namespaces,
+            standalone=True,
+        )
+    )

@@ -1,0 +1,239 @@
+"""A small typed facade over the Kubernetes REST API: read, server-side apply, status, Events.
+
+It speaks plain dicts (manifests) so the pure builders' output goes to the server unchanged, and
+it keeps the field manager in one place: every child is written by ``seaway`` with server-side
+apply, and the ModelDeployment's ``spec`` is never written at all (only ``/status``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+FIELD_MANAGER = "seaway"
+#: Test hook for the restart-safety test: SIGKILL this process right after its N-th API write.
+FAULT_ENV = "SEAWAY_FAULT_KILL_AFTER_WRITES"
+
+Manifest = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Resource:
+    prefix: str  # "/api/v1" or "/apis/<group>/<version>"
+    plural: str
+
+    def path(self, namespace: str, name: str | None = None) -> str:
+        base = f"{self.prefix}/namespaces/{namespace}/{self.plural}"
+        return f"{base}/{name}" if name else base
+
+
+RESOURCES: dict[str, Resource] = {
+    "Deployment": Resource("/apis/apps/v1", "deployments"),
+    "Service": Resource("/api/v1", "services"),
+    "ConfigMap": Resource("/api/v1", "configmaps"),
+    "Secret": Resource("/api/v1", "secrets"),
+    "Event": Resource("/api/v1", "events"),
+    "Pod": Resource("/api/v1", "pods"),
+    "Job": Resource("/apis/batch/v1", "jobs"),
+    "HorizontalPodAutoscaler": Resource("/apis/autoscaling/v2", "horizontalpodautoscalers"),
+    "HTTPRoute": Resource("/apis/gateway.networking.k8s.io/v1", "httproutes"),
+    "ModelDeployment": Resource("/apis/seaway.dev/v1alpha1", "modeldeployments"),
+    "RetrainJob": Resource("/apis/seaway.dev/v1alpha1", "retrainjobs"),
+}
+
+
+class Conflict(Exception):
+    """The object changed since it was read (HTTP 409): re-read and try again."""
+
+
+class KubeError(Exception):
+    """Any other refusal by the API server, with its message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+        self.message = message
+
+
+def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
+    """An ApiClient from ``kubeconfig``, $KUBECONFIG, ~/.kube/config or the in-cluster account."""
+    if (
+        kubeconfig is None
+        and "KUBECONFIG" not in os.environ
+        and os.path.exists("/var/run/secrets/kubernetes.io/serviceaccount/token")
+    ):
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+        return client.ApiClient()
+    configuration = client.Configuration()
+    config.load_kube_config(  # type: ignore[no-untyped-call]
+        config_file=kubeconfig, client_configuration=configuration
+    )
+    return client.ApiClient(configuration)
+
+
+class Kube:
+    """Reads and writes through one ApiClient; counts writes (see :data:`FAULT_ENV`)."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+        self._writes = 0
+        self._lock = threading.Lock()
+        limit = os.environ.get(FAULT_ENV)
+        self._kill_after = int(limit) if limit else None
+
+    # -- plumbing ---------------------------------------------------------------------------
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        query: list[tuple[str, str]] | None = None,
+        content_type: str = "application/json",
+    ) -> Any:
+        method, url, headers, payload, post = self.api.param_serialize(
+            method,
+            path,
+            query_params=query or [],
+            header_params={"Content-Type": content_type, "Accept": "application/json"},
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        try:
+            response = self.api.call_api(method, url, headers, payload, post, _request_timeout=30)
+            data = response.read()  # type: ignore[no-untyped-call]
+        except ApiException as exc:  # transport-level failures
+            raise KubeError(exc.status or 0, str(exc.reason)) from exc
+        if response.status == 409:
+            raise Conflict(_message(data, response.reason))
+        if response.status >= 400:
+            raise KubeError(response.status, _message(data, response.reason))
+        return json.loads(data) if data else None
+
+    def _wrote(self) -> None:
+        if self._kill_after is None:
+            return
+        with self._lock:
+            self._writes += 1
+            if self._writes >= self._kill_after:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    # -- reads ------------------------------------------------------------------------------
+    def get(self, kind: str, namespace: str, name: str) -> Manifest | None:
+        try:
+            result: Manifest = self._call("GET", RESOURCES[kind].path(namespace, name))
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return result
+
+    def list(self, kind: str, namespace: str, selector: str | None = None) -> list[Manifest]:
+        query = [("labelSelector", selector)] if selector else None
+        result = self._call("GET", RESOURCES[kind].path(namespace), query=query)
+        items: list[Manifest] = result.get("items", [])
+        return items
+
+    # -- writes -----------------------------------------------------------------------------
+    def apply(self, manifest: Manifest) -> Manifest:
+        """Server-side apply under the ``seaway`` field manager (forcing conflicts)."""
+        meta = manifest["metadata"]
+        path = RESOURCES[manifest["kind"]].path(meta["namespace"], meta["name"])
+        result: Manifest = self._call(
+            "PATCH",
+            path,
+            body=manifest,
+            query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+            content_type="application/apply-patch+yaml",
+        )
+        self._wrote()
+        return result
+
+    def delete(self, kind: str, namespace: str, name: str) -> bool:
+        try:
+            self._call(
+                "DELETE",
+                RESOURCES[kind].path(namespace, name),
+                body={"propagationPolicy": "Background"},
+            )
+        except KubeError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        self._wrote()
+        return True
+
+    def replace_status(self, kind: str, body: Manifest) -> Manifest:
+        """PUT ``/status`` with the resourceVersion that was read: a stale write is a Conflict."""
+        meta = body["metadata"]
+        path = RESOURCES[kind].path(meta["namespace"], meta["name"]) + "/status"
+        result: Manifest = self._call(
+            "PUT", path, body=body, query=[("fieldManager", FIELD_MANAGER)]
+        )
+        self._wrote()
+        return result
+
+    def merge_patch(self, kind: str, namespace: str, name: str, patch: Manifest) -> Manifest:
+        """A JSON merge patch (the CLI's way to set spec fields the user asked for)."""
+        result: Manifest = self._call(
+            "PATCH",
+            RESOURCES[kind].path(namespace, name),
+            body=patch,
+            query=[("fieldManager", "seaway-cli")],
+            content_type="application/merge-patch+json",
+        )
+        self._wrote()
+        return result
+
+    def event(
+        self,
+        involved: Manifest,
+        type_: str,
+        reason: str,
+        message: str,
+        *,
+        now: datetime | None = None,
+    ) -> None:
+        """Post a core/v1 Event about ``involved`` (a ModelDeployment or RetrainJob)."""
+        meta = involved["metadata"]
+        moment = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": involved["apiVersion"],
+                "kind": involved["kind"],
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid", ""),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": "seaway-operator"},
+            "firstTimestamp": moment[:19] + "Z",
+            "lastTimestamp": moment[:19] + "Z",
+            "eventTime": moment,
+            "action": reason,
+            "reportingComponent": "seaway-operator",
+            "reportingInstance": os.environ.get("HOSTNAME", "seaway-operator"),
+            "count": 1,
+        }
+        self._call("POST", RESOURCES["Event"].path(meta["namespace"]), body=body)
+        self._wrote()
+
+
+def _message(data: bytes | None, reason: str | None) -> str:
+    try:
+        return str(json.loads(data or b"{}").get("message") or reason)
+    except (ValueError, AttributeError):
+        return str(reason)

@@ -1,0 +1,109 @@
+"""Traffic backends: one narrow interface, one implementation per way of splitting traffic.
+
+``set_weights`` writes the split; ``verify_weights`` reads back what the data plane's
+configuration holds now. The ModelDeployment handler never knows which backend it talks to.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Protocol
+
+from seaway.api.modeldeployment import ModelDeploymentSpec
+from seaway.k8s.kube import Kube, Manifest
+from seaway.planning import children
+
+
+class TrafficBackend(Protocol):
+    def set_weights(self, weights: dict[int, int]) -> None: ...
+
+    def verify_weights(self, weights: dict[int, int]) -> bool: ...
+
+
+class BuiltinRouter:
+    """Seaway's router: a Deployment + Service ``<name>`` reading a ConfigMap of routes."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        *,
+        md_name: str,
+        namespace: str,
+        owner: Manifest,
+        spec: ModelDeploymentSpec,
+        router_image: str,
+        service_account: str | None = None,
+    ) -> None:
+        self.kube = kube
+        self.md_name = md_name
+        self.namespace = namespace
+        self.owner = owner
+        self.spec = spec
+        self.router_image = router_image
+        self.service_account = service_account
+
+    def set_weights(self, weights: dict[int, int]) -> None:
+        document = children.routes(self.md_name, self.namespace, weights, self.spec)
+        name, ns, owner = self.md_name, self.namespace, self.owner
+        self.kube.apply(
+            children.router_configmap(md_name=name, namespace=ns, owner=owner, document=document)
+        )
+        self.kube.apply(
+            children.router_deployment(
+                md_name=name,
+                namespace=ns,
+                owner=owner,
+                image=self.router_image,
+                service_account=self.service_account,
+            )
+        )
+        self.kube.apply(children.router_service(md_name=name, namespace=ns, owner=owner))
+
+    def verify_weights(self, weights: dict[int, int]) -> bool:
+        found = self.kube.get("ConfigMap", self.namespace, children.router_name(self.md_name))
+        if found is None:
+            return False
+        document = json.loads(found.get("data", {}).get(children.ROUTES_KEY, "{}"))
+        live = {b["revision"]: b["weight"] for b in document.get("backends", [])}
+        return live == weights
+
+
+class GatewayRoute:
+    """A Gateway API HTTPRoute with weighted backendRefs to the revision Services."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        *,
+        md_name: str,
+        namespace: str,
+        owner: Manifest,
+        spec: ModelDeploymentSpec,
+    ) -> None:
+        self.kube = kube
+        self.md_name = md_name
+        self.namespace = namespace
+        self.owner = owner
+        self.spec = spec
+
+    def set_weights(self, weights: dict[int, int]) -> None:
+        self.kube.apply(
+            children.http_route(
+                md_name=self.md_name,
+                namespace=self.namespace,
+                owner=self.owner,
+                spec=self.spec,
+                weights=weights,
+            )
+        )
+
+    def verify_weights(self, weights: dict[int, int]) -> bool:
+        found = self.kube.get("HTTPRoute", self.namespace, self.md_name)
+        if found is None:
+            return False
+        refs = [
+            ref for rule in found["spec"].get("rules", []) for ref in rule.get("backendRefs", [])
+        ]
+        prefix = f"{self.md_name}-r"
+        live = {int(ref["name"].removeprefix(prefix)): ref.get("weight", 1) for ref in refs}
+        return live == weights
