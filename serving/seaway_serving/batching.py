@@ -1,0 +1,193 @@
+"""Adaptive batching: concurrent requests share one ``predict`` call; results go back row-exact.
+
+Why: a scikit-learn ``predict`` has a large fixed cost per call (a 100-tree random forest spends
+~3.4 ms on one row and ~3.5 ms on 64), so merging concurrent requests is what lifts throughput.
+
+How, in the event loop's thread:
+
+* ``submit`` appends a request to a bounded deque (full -> :class:`Overloaded`, answered 503)
+  and returns a future;
+* while a predict worker is idle, the queue is cut into a batch of at most ``max_batch_size``
+  rows, in arrival order (a request is never split unless ``split_large`` is set, so one with
+  more rows than the limit runs alone);
+* batching is *adaptive*: when only one request was waiting last time (a lone client) a batch
+  goes out at once, adding no latency; under concurrent load a batch that is not yet full waits
+  up to ``max_wait_s`` for more requests and leaves as soon as it is full;
+* the worker threads run ``predict`` on the concatenated rows off the event loop, which keeps
+  accepting and parsing; results are sliced back by row offsets. If a merged call fails, each
+  request is retried alone so one bad request cannot fail its neighbours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+Outputs = dict[str, np.ndarray]
+PredictFn = Callable[[np.ndarray, frozenset[str]], Outputs]
+
+
+class Overloaded(Exception):
+    """The queue is full; the caller should answer 503 with Retry-After."""
+
+
+@dataclass(slots=True)
+class _Item:
+    x: np.ndarray
+    outputs: frozenset[str]
+    future: asyncio.Future[Outputs]
+
+
+@dataclass(slots=True)
+class _Batch:
+    items: list[_Item]
+    results: list[Outputs | BaseException] = field(default_factory=list)
+
+
+class Batcher:
+    def __init__(self, predict: PredictFn, *, loop: asyncio.AbstractEventLoop,
+                 max_batch_size: int = 64, max_wait_s: float = 0.001, max_queue: int = 256,
+                 workers: int = 1, split_large: bool = False) -> None:
+        self._predict = predict
+        self._loop = loop
+        self.max_batch_size = max_batch_size
+        self.max_wait_s = max_wait_s
+        self.max_queue = max_queue
+        self.split_large = split_large
+        self._pending: deque[_Item] = deque()
+        self._pending_rows = 0
+        self._idle = workers
+        self._in_flight = 0
+        self._last_batch_requests = 1
+        self._timer: asyncio.TimerHandle | None = None
+        self._dispatch_scheduled = False
+        self._work: queue.SimpleQueue[_Batch | None] = queue.SimpleQueue()
+        self._threads = [
+            threading.Thread(target=self._worker, name=f"seaway-predict-{i}", daemon=True)
+            for i in range(workers)
+        ]
+        for t in self._threads:
+            t.start()
+
+    # ------------------------------------------------------------------ event-loop side
+    @property
+    def depth(self) -> int:
+        """Requests waiting for a worker (not counting the ones being predicted)."""
+        return len(self._pending)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._pending) or self._in_flight > 0
+
+    def submit(self, x: np.ndarray, outputs: Sequence[str]) -> asyncio.Future[Outputs]:
+        if len(self._pending) >= self.max_queue:
+            raise Overloaded
+        fut: asyncio.Future[Outputs] = self._loop.create_future()
+        self._pending.append(_Item(x, frozenset(outputs), fut))
+        self._pending_rows += x.shape[0]
+        if self._idle and not self._dispatch_scheduled:
+            if self._timer is not None:
+                if self._pending_rows >= self.max_batch_size:
+                    self._timer.cancel()
+                    self._timer = None
+                    self._schedule_dispatch()
+            else:
+                self._schedule_dispatch()
+        return fut
+
+    def _schedule_dispatch(self) -> None:
+        # call_soon, not a direct call: requests already read in this loop iteration join first
+        self._dispatch_scheduled = True
+        self._loop.call_soon(self._dispatch)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._dispatch(force=True)
+
+    def _dispatch(self, force: bool = False) -> None:
+        self._dispatch_scheduled = False
+        while self._idle and self._pending:
+            if (not force and self.max_wait_s > 0 and self._last_batch_requests > 1
+                    and self._pending_rows < self.max_batch_size):
+                if self._timer is None:
+                    self._timer = self._loop.call_later(self.max_wait_s, self._on_timer)
+                return
+            force = False
+            batch = self._take()
+            self._last_batch_requests = len(batch.items)
+            self._idle -= 1
+            self._in_flight += len(batch.items)
+            self._work.put(batch)
+
+    def _take(self) -> _Batch:
+        items = [self._pending.popleft()]
+        rows = items[0].x.shape[0]
+        while self._pending and rows + self._pending[0].x.shape[0] <= self.max_batch_size:
+            item = self._pending.popleft()
+            rows += item.x.shape[0]
+            items.append(item)
+        self._pending_rows -= rows
+        return _Batch(items)
+
+    def _done(self, batch: _Batch) -> None:
+        self._idle += 1
+        self._in_flight -= len(batch.items)
+        for item, result in zip(batch.items, batch.results, strict=True):
+            if item.future.done():  # the client went away
+                continue
+            if isinstance(result, BaseException):
+                item.future.set_exception(result)
+            else:
+                item.future.set_result(result)
+        if self._pending and not self._dispatch_scheduled:
+            self._dispatch()
+
+    def stop(self) -> None:
+        for _ in self._threads:
+            self._work.put(None)
+        for t in self._threads:
+            t.join(timeout=5)
+
+    # ------------------------------------------------------------------ worker side
+    def _worker(self) -> None:
+        while (batch := self._work.get()) is not None:
+            batch.results = self._run(batch.items)
+            try:
+                self._loop.call_soon_threadsafe(self._done, batch)
+            except RuntimeError:  # loop closed during shutdown
+                return
+
+    def _run(self, items: list[_Item]) -> list[Outputs | BaseException]:
+        wanted = frozenset().union(*(i.outputs for i in items))
+        if len(items) == 1:
+            return [self._call(items[0].x, wanted)]
+        x = np.concatenate([i.x for i in items])
+        merged = self._call(x, wanted)
+        if isinstance(merged, BaseException):
+            return [self._call(i.x, i.outputs) for i in items]
+        results: list[Outputs | BaseException] = []
+        start = 0
+        for item in items:
+            stop = start + item.x.shape[0]
+            results.append({k: merged[k][start:stop] for k in item.outputs})
+            start = stop
+        return results
+
+    def _call(self, x: np.ndarray, wanted: frozenset[str]) -> Outputs | BaseException:
+        try:
+            if self.split_large and x.shape[0] > self.max_batch_size:
+                parts = [self._predict(x[i:i + self.max_batch_size], wanted)
+                         for i in range(0, x.shape[0], self.max_batch_size)]
+                out = {k: np.concatenate([p[k] for p in parts]) for k in wanted}
+            else:
+                out = self._predict(x, wanted)
+            return out
+        except Exception as exc:
+            return exc
+
