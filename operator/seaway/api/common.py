@@ -17,7 +17,7 @@ API_VERSION = f"{GROUP}/{VERSION}"
 
 #: Go-style durations as users write them (``30s``, ``2m``, ``1h30m``, ``28d``).
 DURATION_PATTERN = r"^([0-9]{1,6}(ms|s|m|h|d))+$"
-#: Non-negative decimals written as strings: floats do not belong in a spec.
+#: Decimals written as strings (e.g. "0.80", "-0.01"): floats do not belong in a spec.
 DECIMAL_PATTERN = r"^-?[0-9]{1,12}([.][0-9]{1,12})?$"
 #: A DNS-1123 subdomain-ish name of a Kubernetes object in the same namespace.
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"

@@ -128,7 +128,9 @@ class Autoscaling(WireModel):
 
     min_replicas: Annotated[int, Field(ge=1, le=1000)] = 1
     max_replicas: Annotated[int, Field(ge=1, le=1000)]
-    target_cpu_utilization_percentage: Annotated[int, Field(ge=1, le=100)] = 80
+    target_cpu_utilization_percentage: Annotated[
+        int, Field(alias="targetCPUUtilizationPercentage", ge=1, le=100)
+    ] = 80
 
 
 class Server(WireModel):
@@ -313,10 +315,15 @@ class Experiment(WireModel):
                 field_path=".variants",
             ),
             cel(
+                "self.type != 'Bandit' || !has(self.bandit)"
+                " || self.bandit.explorationFloorPercent * size(self.variants) <= 100",
+                message="bandit.explorationFloorPercent times the number of variants exceeds 100",
+                field_path=".bandit.explorationFloorPercent",
+            ),
+            cel(
                 "self.variants.all(v, self.variants.exists_one(w, w.revision == v.revision))",
                 message="each revision appears in at most one variant",
                 field_path=".variants",
-                reason="FieldValueDuplicate",
             ),
         )
     }
@@ -349,18 +356,7 @@ class Traffic(WireModel):
 
     router: Annotated[
         Literal["builtin", "gateway-api"],
-        Field(
-            description="builtin: Seaway's router; gateway-api: an HTTPRoute for your Gateway.",
-            json_schema_extra=validations(
-                cel(
-                    "self == oldSelf",
-                    message=(
-                        "traffic.router cannot change on a live ModelDeployment;"
-                        " re-create it instead"
-                    ),
-                )
-            ),
-        ),
+        Field(description="builtin: Seaway's router; gateway-api: an HTTPRoute for your Gateway."),
     ] = "builtin"
     gateway: GatewayTraffic | None = None
     experiment: Experiment | None = None
@@ -399,13 +395,28 @@ class RollbackTo(WireModel):
 
 
 class ModelDeploymentSpec(WireModel):
+    model_config: ClassVar = WireModel.model_config | {
+        "json_schema_extra": validations(
+            cel(
+                "(has(oldSelf.traffic) ? oldSelf.traffic.router : 'builtin')"
+                " == (has(self.traffic) ? self.traffic.router : 'builtin')",
+                message=(
+                    "traffic.router cannot change on a live ModelDeployment; re-create it instead"
+                ),
+                field_path=".traffic",
+            )
+        )
+    }
+
     model: ModelSource
     server: Server
     rollout: Annotated[Rollout | None, Field(description="Omitted: Immediate.")] = None
     traffic: Traffic | None = None
     notifications: Notifications | None = None
     revision_history_limit: Annotated[int, Field(ge=1, le=100)] = 10
-    paused: bool = False
+    paused: Annotated[
+        bool, Field(description="Freeze the rollout: no step, promotion or revert until unset.")
+    ] = False
     actions: Actions | None = None
     rollback_to: RollbackTo | None = None
 

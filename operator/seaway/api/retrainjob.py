@@ -157,6 +157,7 @@ class RetrainJobSpec(WireModel):
             ),
             cel(
                 "!has(self.validation) || self.validation.split != 'Backtest'"
+                " || has(self.customTrainer)"
                 " || (has(self.dataset) && has(self.dataset.timestampColumn))",
                 message="a Backtest split needs dataset.timestampColumn",
                 field_path=".dataset",
