@@ -115,9 +115,12 @@ class HttpServer:
         self._sweeper = asyncio.get_running_loop().call_later(1.0, self._sweep)
 
     def stop_accepting(self) -> None:
+        """Close the listening socket; open connections are closed as they become idle."""
         self.draining = True
         if self._server is not None:
             self._server.close()
+
+    def close_idle(self) -> None:
         for conn in list(self.connections):
             conn.close_if_idle()
 

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import shutil
 import signal
 import sys
@@ -143,9 +144,14 @@ async def _drain(server: HttpServer, plane: DataPlane, grace: float) -> int:
     log.info("Draining: finishing in-flight requests", extra={"in_flight": server.in_flight})
     plane.drain()
     server.stop_accepting()
+    # a request already in a socket buffer is read on the next loop turns: give it a moment
+    # before idle keep-alive connections are closed under it
+    await asyncio.sleep(0.05)
     deadline = time.monotonic() + grace
+    server.close_idle()
     while (server.in_flight or plane.busy) and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
+        server.close_idle()
     left = server.in_flight
     server.close_all()
     plane.stop()
@@ -200,8 +206,9 @@ def main(**options: Any) -> None:
         message = f"invalid setting {field} (SEAWAY_{field.upper()}): {first['msg']}"
         logs.configure("INFO")
         log.error("Refused to serve: %s", message)
-        termination = overrides.get("termination_log")
-        write_termination_message(Path(termination or "/dev/termination-log"), message)
+        # the settings did not parse, so read where the message goes straight from the env
+        termination = os.environ.get("SEAWAY_TERMINATION_LOG") or "/dev/termination-log"
+        write_termination_message(Path(termination), message)
         sys.exit(2)
     logs.configure(settings.log_level)
     sys.exit(run(settings))

@@ -275,10 +275,12 @@ class _S3Getter(_Getter):
 
 def sign_v4(method: str, url: str, *, region: str, service: str, access_key: str,
             secret_key: str, session_token: str | None, now: dt.datetime,
-            payload_sha256: str = EMPTY_SHA256) -> dict[str, str]:
+            payload_sha256: str = EMPTY_SHA256,
+            headers: Mapping[str, str] | None = None) -> dict[str, str]:
     """Headers that authenticate a body-less request with AWS Signature Version 4.
 
     ``url`` must already be URI-encoded the way it goes on the wire (S3 does not re-encode).
+    ``headers`` are extra request headers to sign (they are sent as given by the caller).
     """
     p = urllib.parse.urlsplit(url)
     host = p.hostname or ""
@@ -287,17 +289,19 @@ def sign_v4(method: str, url: str, *, region: str, service: str, access_key: str
         host += f":{p.port}"
     amz_date = now.strftime("%Y%m%dT%H%M%SZ")
     day = amz_date[:8]
-    headers = {"host": host, "x-amz-content-sha256": payload_sha256, "x-amz-date": amz_date}
+    signed_headers = {k.lower(): v for k, v in (headers or {}).items()}
+    signed_headers.update({"host": host, "x-amz-content-sha256": payload_sha256,
+                           "x-amz-date": amz_date})
     if session_token:
-        headers["x-amz-security-token"] = session_token
+        signed_headers["x-amz-security-token"] = session_token
     query = sorted(urllib.parse.parse_qsl(p.query, keep_blank_values=True))
     canonical_query = "&".join(
         f"{urllib.parse.quote(k, safe='-_.~')}={urllib.parse.quote(v, safe='-_.~')}"
         for k, v in query)
-    signed = ";".join(sorted(headers))
+    signed = ";".join(sorted(signed_headers))
     canonical = "\n".join([
         method, p.path or "/", canonical_query,
-        "".join(f"{k}:{headers[k].strip()}\n" for k in sorted(headers)),
+        "".join(f"{k}:{signed_headers[k].strip()}\n" for k in sorted(signed_headers)),
         signed, payload_sha256,
     ])
     scope = f"{day}/{region}/{service}/aws4_request"
@@ -307,7 +311,8 @@ def sign_v4(method: str, url: str, *, region: str, service: str, access_key: str
     for part in (day, region, service, "aws4_request"):
         key = hmac.new(key, part.encode(), hashlib.sha256).digest()
     signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
-    out = {k: v for k, v in headers.items() if k != "host"}
+    extra = {k.lower() for k in (headers or {})}
+    out = {k: v for k, v in signed_headers.items() if k != "host" and k not in extra}
     out["Authorization"] = (f"AWS4-HMAC-SHA256 Credential={access_key}/{scope}, "
                             f"SignedHeaders={signed}, Signature={signature}")
     return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 import click
 
 from seaway import __version__
+from seaway.cli.bundle import bundle
 from seaway.cli.cluster import cluster
 
 
@@ -30,6 +31,7 @@ def crds() -> None:
 
 
 main.add_command(cluster)
+main.add_command(bundle)
 
 if __name__ == "__main__":
     main()
