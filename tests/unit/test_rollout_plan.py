@@ -354,3 +354,19 @@ def test_blocked_spec_keeps_serving_and_says_why_once() -> None:
         blocked=("SecretNotFound", "Secret creds not found"),
     )
     assert again.events == [] and again.status == p.status
+
+
+def test_a_retired_revision_coming_back_must_become_ready_again() -> None:
+    sim = Sim()
+    stable_at_one(sim)
+    immediate = {"strategy": "Immediate"}
+    sim.ready[2] = 2
+    sim.step(spec(D2, rollout=immediate))
+    assert sim.status.stable_revision == 2
+    sim.ready[1] = 0  # retired: scaled to zero
+    p = sim.step(spec(D2, rollout=immediate, rollbackTo={"revision": 1}), after=1)
+    assert sim.status.canary_revision == 1 and sim.fate(1) == "Canary"
+    assert p.replicas == {1: 2, 2: 2} and p.weights == {2: 100}
+    sim.ready[1] = 2
+    sim.step(spec(D2, rollout=immediate, rollbackTo={"revision": 1}), after=1)
+    assert sim.status.stable_revision == 1 and sim.fate(2) == "Retired"

@@ -1,1 +1,1 @@
-"""The ``seaway`` command (also installed as ``kubectl-seaway``, so ``kubectl seaway ...`` works)."""
+"""The ``seaway`` command, also installed as ``kubectl-seaway`` (``kubectl seaway ...``)."""

@@ -10,8 +10,10 @@ from __future__ import annotations
 import click
 
 from seaway import __version__
+from seaway.cli import rollout
 from seaway.cli.bundle import bundle
 from seaway.cli.cluster import cluster
+from seaway.cli.operator_cmd import operator_group
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -32,6 +34,9 @@ def crds() -> None:
 
 main.add_command(cluster)
 main.add_command(bundle)
+main.add_command(operator_group)
+for _command in rollout.COMMANDS:
+    main.add_command(_command)
 
 if __name__ == "__main__":
     main()

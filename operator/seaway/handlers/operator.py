@@ -31,6 +31,14 @@ def settings_from_env() -> modeldeployment.Settings:
     return settings
 
 
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """Credentials from $KUBECONFIG as it is now (or the in-cluster ServiceAccount)."""
+    if os.environ.get("KUBECONFIG"):
+        return kopf.login_with_kubeconfig(**kwargs)
+    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+
 @kopf.on.startup()
 async def start(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.level = logging.WARNING
@@ -61,7 +69,7 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, "modeldeployments")
-def on_model_deployment(
+async def on_model_deployment(
     *, type: str, name: str, namespace: str | None, memo: Any, **_: Any
 ) -> None:
     if type != "DELETED" and "queue" in memo:
@@ -69,7 +77,7 @@ def on_model_deployment(
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={children.MD_LABEL: kopf.PRESENT})
-def on_revision_deployment(
+async def on_revision_deployment(
     *, labels: Mapping[str, str], namespace: str | None, memo: Any, **_: Any
 ) -> None:
     if "queue" in memo:
@@ -77,7 +85,7 @@ def on_revision_deployment(
 
 
 @kopf.on.event(GROUP, VERSION, "retrainjobs")
-def on_retrain_job(*, spec: kopf.Spec, namespace: str | None, memo: Any, **_: Any) -> None:
+async def on_retrain_job(*, spec: kopf.Spec, namespace: str | None, memo: Any, **_: Any) -> None:
     """A RetrainJob's promotion changes the model of the ModelDeployment that follows it."""
     target = spec.get("modelDeployment")
     if target and "queue" in memo:

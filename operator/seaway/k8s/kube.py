@@ -73,8 +73,10 @@ def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
         return client.ApiClient()
     configuration = client.Configuration()
+    # $KUBECONFIG is read now: the client library reads it once, at import time.
     config.load_kube_config(  # type: ignore[no-untyped-call]
-        config_file=kubeconfig, client_configuration=configuration
+        config_file=kubeconfig or os.environ.get("KUBECONFIG"),
+        client_configuration=configuration,
     )
     return client.ApiClient(configuration)
 

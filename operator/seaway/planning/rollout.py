@@ -239,6 +239,8 @@ class _Pass:
             self.st.current_step_index = 0
             self.st.steps_hash = None
             desired.fate = "Canary"
+            desired.ready_at = None  # a revision coming back from zero must become ready anew
+            desired.finished_at = None
             self.event("Normal", "RolloutStarted", f"Started rolling out revision {desired.number}")
         ready = self.ready(desired.number)
         if ready > 0 and desired.ready_at is None:

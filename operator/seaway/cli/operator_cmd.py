@@ -1,0 +1,52 @@
+"""``seaway operator run``: the operator entry point (the chart's image runs the same)."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+
+@click.group("operator")
+def operator_group() -> None:
+    """Run the Seaway operator."""
+
+
+@operator_group.command("run")
+@click.option(
+    "--namespace",
+    "-n",
+    "namespaces",
+    multiple=True,
+    help="Watch only these namespaces (repeatable); default: all.",
+)
+@click.option(
+    "--kubeconfig",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Default: $KUBECONFIG, ~/.kube/config or in-cluster.",
+)
+@click.option("--router-image", envvar="SEAWAY_ROUTER_IMAGE", help="Image of the built-in router.")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=8,
+    show_default=True,
+    help="Reconciles in parallel.",
+)
+@click.option("--verbose", "-v", is_flag=True, help="Log every watch event and API call.")
+def run(
+    namespaces: tuple[str, ...],
+    kubeconfig: str | None,
+    router_image: str | None,
+    workers: int,
+    verbose: bool,
+) -> None:
+    """Run the operator against the current kubeconfig until interrupted."""
+    if kubeconfig:
+        os.environ["KUBECONFIG"] = kubeconfig
+    if router_image:
+        os.environ["SEAWAY_ROUTER_IMAGE"] = router_image
+    os.environ["SEAWAY_WORKERS"] = str(workers)
+    from seaway.handlers import operator
+
+    operator.run(namespaces=list(namespaces), verbose=verbose)

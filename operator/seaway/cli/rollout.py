@@ -1,0 +1,231 @@
+"""The user's commands on a ModelDeployment: status, history, promote, abort, rollback, retry.
+
+Each command that changes something writes the same spec field a GitOps user would write
+(``spec.actions.<name>`` tokens, ``spec.rollbackTo``), so the CLI is a convenience, never a
+second way of doing things.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _common(func: F) -> F:
+    func = click.option(
+        "--namespace", "-n", default=None, help="Default: the kubeconfig context's."
+    )(func)
+    func = click.option("--kubeconfig", type=click.Path(dir_okay=False), default=None)(func)
+    return func
+
+
+def _connect(kubeconfig: str | None, namespace: str | None) -> tuple[Any, str]:
+    from kubernetes import config
+
+    from seaway.k8s.kube import Kube, load_api_client
+
+    try:
+        api = load_api_client(kubeconfig)
+    except Exception as exc:  # a missing or broken kubeconfig is a user mistake
+        raise click.ClickException(f"cannot load the kubeconfig: {exc}") from exc
+    if namespace is None:
+        try:
+            _, context = config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
+                config_file=kubeconfig or os.environ.get("KUBECONFIG")
+            )
+            namespace = context.get("context", {}).get("namespace") or "default"
+        except Exception:
+            namespace = "default"
+    return Kube(api), namespace
+
+
+def _read(kube: Any, namespace: str, name: str) -> dict[str, Any]:
+    from seaway.k8s.kube import KubeError
+
+    try:
+        body = kube.get("ModelDeployment", namespace, name)
+    except KubeError as exc:
+        raise click.ClickException(
+            f"cannot read ModelDeployment {namespace}/{name}: {exc.message}"
+        ) from exc
+    if body is None:
+        raise click.ClickException(f"ModelDeployment {name} not found in namespace {namespace}")
+    result: dict[str, Any] = body
+    return result
+
+
+def _token() -> str:
+    return datetime.now(UTC).strftime("cli-%Y%m%dT%H%M%S%f")
+
+
+def _patch(kube: Any, namespace: str, name: str, patch: dict[str, Any]) -> None:
+    from seaway.k8s.kube import KubeError
+
+    try:
+        kube.merge_patch("ModelDeployment", namespace, name, patch)
+    except KubeError as exc:
+        raise click.ClickException(exc.message) from exc
+
+
+@click.command()
+@click.argument("name")
+@_common
+def status(name: str, namespace: str | None, kubeconfig: str | None) -> None:
+    """A readable summary: revisions, weights, conditions, last events."""
+    kube, ns = _connect(kubeconfig, namespace)
+    body = _read(kube, ns, name)
+    st = body.get("status", {})
+    click.echo(
+        f"ModelDeployment {ns}/{name} (generation {body['metadata'].get('generation')},"
+        f" observed {st.get('observedGeneration', '-')})"
+    )
+    click.echo(f"  stable revision: {st.get('stableRevision', '-')}")
+    if st.get("canaryRevision"):
+        click.echo(
+            f"  canary revision: {st['canaryRevision']} at step {st.get('currentStepIndex', 0)},"
+            f" weight {st.get('canaryWeight', 0)}%"
+        )
+    weights = ", ".join(f"r{w['revision']}={w['weight']}%" for w in st.get("weights", []))
+    click.echo(f"  traffic: {weights or '-'}")
+    if st.get("message"):
+        click.echo(f"  {st['message']}")
+    click.echo("Conditions:")
+    for c in st.get("conditions", []):
+        click.echo(f"  {c['type']:<12} {c['status']:<8} {c['reason']:<26} {c.get('message', '')}")
+    click.echo("Revisions:")
+    for r in st.get("revisions", [])[-5:]:
+        reason = f" ({r['reason']})" if r.get("reason") else ""
+        click.echo(f"  r{r['number']:<4} {r['fate']:<11}{reason} {r.get('modelURI', '')}")
+    events = kube.list("Event", ns)
+    mine = [
+        e
+        for e in events
+        if e.get("involvedObject", {}).get("name") == name
+        and e.get("involvedObject", {}).get("kind") == "ModelDeployment"
+    ]
+    mine.sort(key=lambda e: e.get("eventTime") or e.get("lastTimestamp") or "")
+    if mine:
+        click.echo("Events:")
+        for e in mine[-8:]:
+            click.echo(f"  {e.get('type', ''):<8} {e.get('reason', ''):<20} {e.get('message', '')}")
+
+
+@click.command()
+@click.argument("name")
+@_common
+def history(name: str, namespace: str | None, kubeconfig: str | None) -> None:
+    """Every revision still in history, newest last."""
+    kube, ns = _connect(kubeconfig, namespace)
+    st = _read(kube, ns, name).get("status", {})
+    click.echo(f"{'REVISION':<9} {'FATE':<11} {'REASON':<26} {'CREATED':<21} {'BY':<24} MODEL")
+    for r in st.get("revisions", []):
+        click.echo(
+            f"{r['number']:<9} {r['fate']:<11} {r.get('reason') or '-':<26}"
+            f" {r.get('createdAt', ''):<21}"
+            f" {r.get('createdBy', ''):<24} {r.get('modelURI', '')} {r.get('digest') or ''}"
+        )
+
+
+@click.command()
+@click.argument("name")
+@click.option("--full", is_flag=True, help="Skip every remaining step.")
+@_common
+def promote(name: str, full: bool, namespace: str | None, kubeconfig: str | None) -> None:
+    """Advance the canary one step (spec.actions.promote), or all the way (--full)."""
+    kube, ns = _connect(kubeconfig, namespace)
+    _read(kube, ns, name)
+    field = "promoteFull" if full else "promote"
+    _patch(kube, ns, name, {"spec": {"actions": {field: _token()}}})
+    click.echo(
+        f"Asked {name} to {'promote fully' if full else 'advance one step'} (spec.actions.{field})."
+    )
+
+
+@click.command()
+@click.argument("name")
+@_common
+def abort(name: str, namespace: str | None, kubeconfig: str | None) -> None:
+    """Revert the canary to the stable revision (spec.actions.abort)."""
+    kube, ns = _connect(kubeconfig, namespace)
+    _read(kube, ns, name)
+    _patch(kube, ns, name, {"spec": {"actions": {"abort": _token()}}})
+    click.echo(f"Asked {name} to abort its rollout (spec.actions.abort).")
+
+
+@click.command()
+@click.argument("name")
+@_common
+def retry(name: str, namespace: str | None, kubeconfig: str | None) -> None:
+    """Try a rejected revision again (spec.actions.retry)."""
+    kube, ns = _connect(kubeconfig, namespace)
+    _read(kube, ns, name)
+    _patch(kube, ns, name, {"spec": {"actions": {"retry": _token()}}})
+    click.echo(f"Asked {name} to retry its desired revision (spec.actions.retry).")
+
+
+@click.command()
+@click.argument("name")
+@click.option(
+    "--to-revision",
+    "revision",
+    type=click.IntRange(min=1),
+    help="A revision from `seaway history`.",
+)
+@click.option(
+    "--with-steps", is_flag=True, help="Walk the rollout steps instead of going straight to 100%."
+)
+@click.option("--clear", is_flag=True, help="Remove spec.rollbackTo: follow the template again.")
+@click.option(
+    "--wait", "wait_seconds", type=int, default=0, help="Wait up to N seconds for it to serve."
+)
+@_common
+def rollback(
+    name: str,
+    revision: int | None,
+    with_steps: bool,
+    clear: bool,
+    wait_seconds: int,
+    namespace: str | None,
+    kubeconfig: str | None,
+) -> None:
+    """Serve an earlier revision (spec.rollbackTo), straight to 100% once ready."""
+    kube, ns = _connect(kubeconfig, namespace)
+    body = _read(kube, ns, name)
+    if clear:
+        _patch(kube, ns, name, {"spec": {"rollbackTo": None}})
+        click.echo(f"Removed spec.rollbackTo from {name}: it follows its template again.")
+        return
+    if revision is None:
+        raise click.UsageError("give --to-revision N (see `seaway history NAME`) or --clear")
+    known = [r["number"] for r in body.get("status", {}).get("revisions", [])]
+    if revision not in known:
+        raise click.ClickException(
+            f"revision {revision} is not in the history of {name} (known: {known})"
+        )
+    _patch(
+        kube,
+        ns,
+        name,
+        {"spec": {"rollbackTo": {"revision": revision, "skipSteps": not with_steps}}},
+    )
+    click.echo(f"Rolling {name} back to revision {revision} (spec.rollbackTo).")
+    deadline = time.monotonic() + wait_seconds
+    while time.monotonic() < deadline:
+        if _read(kube, ns, name).get("status", {}).get("stableRevision") == revision:
+            click.echo(f"Revision {revision} is serving.")
+            return
+        time.sleep(1)
+    if wait_seconds:
+        click.echo(f"Revision {revision} is not serving yet after {wait_seconds}s", err=True)
+        sys.exit(1)
+
+
+COMMANDS = [status, history, promote, abort, retry, rollback]
