@@ -53,7 +53,14 @@ def _run_dir(name: str) -> Path:
 
 
 def _print_status(status: plane.Status) -> None:
-    state = "running" if status.running else ("partly running" if status.recorded else "stopped")
+    if status.running:
+        state = "running"
+    elif status.partly_running:
+        state = "partly running (seaway cluster up restarts it)"
+    elif status.recorded:
+        state = "stopped (its processes are gone)"
+    else:
+        state = "stopped"
     click.echo(f"Cluster {status.name}: {state}", err=True)
     if not status.recorded:
         return
@@ -68,6 +75,10 @@ def _print_status(status: plane.Status) -> None:
 def _export_line(status: plane.Status) -> None:
     click.echo(f"Kubeconfig: {status.kubeconfig}", err=True)
     click.echo(f"export KUBECONFIG={status.kubeconfig}")
+
+
+def _processes(count: int) -> str:
+    return f"{count} process" if count == 1 else f"{count} processes"
 
 
 def _crds_text() -> str:
@@ -103,7 +114,7 @@ def up(name: str, timeout: float) -> None:
     if current.partly_running:
         stopped = plane.stop(run_dir)
         click.echo(
-            f"Stopped {len(stopped)} leftover process(es) of a partly running cluster {name}.",
+            f"Stopped {_processes(len(stopped))} left from a partly running cluster {name}.",
             err=True,
         )
     began = time.monotonic()
@@ -156,6 +167,6 @@ def down(name: str) -> None:
     _progress()
     stopped = plane.stop(_run_dir(name))
     if stopped:
-        click.echo(f"Cluster {name} is down ({len(stopped)} processes stopped).", err=True)
+        click.echo(f"Cluster {name} is down ({_processes(len(stopped))} stopped).", err=True)
     else:
         click.echo(f"Cluster {name} was not running.", err=True)
