@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,13 +14,13 @@ from seaway.api.modeldeployment import ModelDeployment
 from seaway.api.retrainjob import RetrainJob
 from seaway.handlers import notify
 from seaway.k8s import traffic
-from seaway.k8s.kube import Conflict, Kube, Manifest
+from seaway.k8s.kube import APPLIED_HASH, Conflict, Kube, Manifest
+from seaway.k8s.kube import stamp as kube_stamp
 from seaway.planning import children, revisions
 from seaway.planning.rollout import Observed, Plan, plan
 
 logger = logging.getLogger(__name__)
 
-APPLIED_HASH = "seaway.dev/applied-hash"
 MAX_CONFLICT_RETRIES = 8
 
 
@@ -34,15 +32,6 @@ class Settings:
     router_service_account: str | None = None
     webhook_timeout: float = 5.0
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
-
-
-def _hash(manifest: Manifest) -> str:
-    return hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _with_hash(manifest: Manifest) -> Manifest:
-    manifest["metadata"].setdefault("annotations", {})[APPLIED_HASH] = _hash(manifest)
-    return manifest
 
 
 def resolve(
@@ -134,7 +123,7 @@ def act(
         revision = revisions.find_by_number(result.status.revisions, number)
         if revision is None:
             return
-        deployment = _with_hash(
+        deployment = kube_stamp(
             children.server_deployment(
                 md_name=name,
                 namespace=ns,
@@ -148,6 +137,18 @@ def act(
         current = live.get(number, {}).get("metadata", {}).get("annotations", {})
         if current.get(APPLIED_HASH) == deployment["metadata"]["annotations"][APPLIED_HASH]:
             return
+        # The Deployment goes last: when it carries the current hash, everything before it was
+        # applied too, so a pass interrupted anywhere is completed by the next one.
+        kube.apply_if_changed(
+            children.server_service(md_name=name, namespace=ns, owner=owner, number=number)
+        )
+        scaler = children.autoscaler(
+            md_name=name, namespace=ns, owner=owner, spec=md.spec, number=number
+        )
+        if scaler is not None and replicas > 0:
+            kube.apply_if_changed(scaler)
+        elif md.spec.server.autoscaling is not None and replicas == 0:
+            kube.delete("HorizontalPodAutoscaler", ns, children.revision_name(name, number))
         kube.apply(deployment)
         logger.info(
             "Applied Deployment %s/%s (%d replicas)",
@@ -155,17 +156,6 @@ def act(
             children.revision_name(name, number),
             replicas,
         )
-        if number not in live:
-            kube.apply(
-                children.server_service(md_name=name, namespace=ns, owner=owner, number=number)
-            )
-        scaler = children.autoscaler(
-            md_name=name, namespace=ns, owner=owner, spec=md.spec, number=number
-        )
-        if scaler is not None and replicas > 0:
-            kube.apply(scaler)
-        elif md.spec.server.autoscaling is not None and replicas == 0:
-            kube.delete("HorizontalPodAutoscaler", ns, children.revision_name(name, number))
 
     for number, replicas in sorted(result.replicas.items()):
         if replicas > 0:

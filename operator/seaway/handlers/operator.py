@@ -95,6 +95,8 @@ async def on_retrain_job(*, spec: kopf.Spec, namespace: str | None, memo: Any, *
 def run(*, namespaces: list[str], verbose: bool = False) -> None:
     """Run the operator until interrupted (cluster-wide when ``namespaces`` is empty)."""
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat.PLAIN)
+    if not verbose:  # one line per handled watch event is noise; Seaway logs what it did
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     asyncio.run(
         kopf.operator(
             clusterwide=not namespaces,

@@ -7,6 +7,7 @@ apply, and the ModelDeployment's ``spec`` is never written at all (only ``/statu
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -19,6 +20,8 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 FIELD_MANAGER = "seaway"
+#: Annotation holding a hash of what Seaway last applied to a child, to skip identical writes.
+APPLIED_HASH = "seaway.dev/applied-hash"
 #: Test hook for the restart-safety test: SIGKILL this process right after its N-th API write.
 FAULT_ENV = "SEAWAY_FAULT_KILL_AFTER_WRITES"
 
@@ -159,6 +162,23 @@ class Kube:
         self._wrote()
         return result
 
+    def apply_if_changed(self, manifest: Manifest, live: Manifest | None = None) -> bool:
+        """Apply unless the live object already carries this manifest's hash.
+
+        ``live`` is the object as already read (saves a GET); without it the object is read.
+        Every write of a pass can thus be repeated by the next pass at no cost, which is what
+        lets a pass interrupted after any write be finished by the next one.
+        """
+        stamped = stamp(manifest)
+        meta = stamped["metadata"]
+        if live is None:
+            live = self.get(stamped["kind"], meta["namespace"], meta["name"])
+        current = (live or {}).get("metadata", {}).get("annotations", {}).get(APPLIED_HASH)
+        if current == meta["annotations"][APPLIED_HASH]:
+            return False
+        self.apply(stamped)
+        return True
+
     def delete(self, kind: str, namespace: str, name: str) -> bool:
         try:
             self._call(
@@ -232,6 +252,18 @@ class Kube:
         }
         self._call("POST", RESOURCES["Event"].path(meta["namespace"]), body=body)
         self._wrote()
+
+
+def stamp(manifest: Manifest) -> Manifest:
+    """The manifest with :data:`APPLIED_HASH` set to a hash of its content."""
+    body = {k: v for k, v in manifest.items()}
+    meta = dict(body["metadata"])
+    annotations = {k: v for k, v in meta.get("annotations", {}).items() if k != APPLIED_HASH}
+    meta["annotations"] = annotations
+    body["metadata"] = meta
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+    meta["annotations"] = {**annotations, APPLIED_HASH: digest}
+    return body
 
 
 def _message(data: bytes | None, reason: str | None) -> str:

@@ -45,10 +45,10 @@ class BuiltinRouter:
     def set_weights(self, weights: dict[int, int]) -> None:
         document = children.routes(self.md_name, self.namespace, weights, self.spec)
         name, ns, owner = self.md_name, self.namespace, self.owner
-        self.kube.apply(
-            children.router_configmap(md_name=name, namespace=ns, owner=owner, document=document)
-        )
-        self.kube.apply(
+        # The ConfigMap goes last: verify_weights reads it, so once it holds the weights the
+        # router's Deployment and Service exist too, even if a pass was interrupted.
+        self.kube.apply_if_changed(children.router_service(md_name=name, namespace=ns, owner=owner))
+        self.kube.apply_if_changed(
             children.router_deployment(
                 md_name=name,
                 namespace=ns,
@@ -57,7 +57,9 @@ class BuiltinRouter:
                 service_account=self.service_account,
             )
         )
-        self.kube.apply(children.router_service(md_name=name, namespace=ns, owner=owner))
+        self.kube.apply(
+            children.router_configmap(md_name=name, namespace=ns, owner=owner, document=document)
+        )
 
     def verify_weights(self, weights: dict[int, int]) -> bool:
         found = self.kube.get("ConfigMap", self.namespace, children.router_name(self.md_name))
