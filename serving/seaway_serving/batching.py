@@ -11,8 +11,9 @@ How, in the event loop's thread:
   rows, in arrival order (a request is never split unless ``split_large`` is set, so one with
   more rows than the limit runs alone);
 * batching is *adaptive*: when only one request was waiting last time (a lone client) a batch
-  goes out at once, adding no latency; under concurrent load a batch that is not yet full waits
-  up to ``max_wait_s`` for more requests and leaves as soon as it is full;
+  goes out at once, adding no latency; under concurrent load a batch waits up to ``max_wait_s``
+  for as many requests as the previous batch had (the concurrency just observed), and leaves as
+  soon as it has them or is full;
 * the worker threads run ``predict`` on the concatenated rows off the event loop, which keeps
   accepting and parsing; results are sliced back by row offsets. If a merged call fails, each
   request is retried alone so one bad request cannot fail its neighbours.
@@ -93,7 +94,7 @@ class Batcher:
         self._pending_rows += x.shape[0]
         if self._idle and not self._dispatch_scheduled:
             if self._timer is not None:
-                if self._pending_rows >= self.max_batch_size:
+                if not self._should_wait():
                     self._timer.cancel()
                     self._timer = None
                     self._schedule_dispatch()
@@ -106,6 +107,11 @@ class Batcher:
         self._dispatch_scheduled = True
         self._loop.call_soon(self._dispatch)
 
+    def _should_wait(self) -> bool:
+        return (self.max_wait_s > 0 and self._last_batch_requests > 1
+                and self._pending_rows < self.max_batch_size
+                and len(self._pending) < self._last_batch_requests)
+
     def _on_timer(self) -> None:
         self._timer = None
         self._dispatch(force=True)
@@ -113,8 +119,7 @@ class Batcher:
     def _dispatch(self, force: bool = False) -> None:
         self._dispatch_scheduled = False
         while self._idle and self._pending:
-            if (not force and self.max_wait_s > 0 and self._last_batch_requests > 1
-                    and self._pending_rows < self.max_batch_size):
+            if not force and self._should_wait():
                 if self._timer is None:
                     self._timer = self._loop.call_later(self.max_wait_s, self._on_timer)
                 return

@@ -1,0 +1,353 @@
+"""Benchmark seaway-serve against MLServer and a bare endpoint, in one run on one machine.
+
+Not a test: run it on demand and read the ratios (each anchor is measured in the same run, so
+machine speed cancels out). For each model (LogisticRegression and a 100-tree RandomForest on
+scikit-learn's breast_cancer data, 75/25 stratified split, seed 0) and each server config, a
+fresh server process is started on 127.0.0.1, timed to ready, checked for one correct answer,
+warmed up, then driven by ``wrk`` (1 thread, keep-alive, one-row V2 requests) at each
+concurrency; RSS of its whole process tree is read after the load; then it is stopped by PID.
+
+Configs:
+  seaway            seaway-serve with its defaults (this repository, .venv)
+  bare              bench/bare_endpoint.py: raw ASGI on uvicorn + httptools, the floor
+  mlserver-default  MLServer + mlserver-sklearn as shipped (parallel_workers=1)
+  mlserver-pw0      the same with parallel workers off (inference in the server process)
+
+MLServer cannot share Seaway's virtualenv (its pins conflict); create it apart, e.g.:
+
+    python3 -m venv ~/.cache/seaway/mlserver-venv
+    ~/.cache/seaway/mlserver-venv/bin/pip install mlserver mlserver-sklearn "uvloop<0.22" \
+        scikit-learn==$(.venv/bin/python -c 'import sklearn; print(sklearn.__version__)')
+
+(uvloop<0.22: with newer uvloop MLServer 1.7's default inference worker dies at start.)
+Needs ``wrk`` (Debian: apt-get install wrk). Usage:
+
+    .venv/bin/python bench/serving.py --duration 10 --out bench-results.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+from sklearn.datasets import load_breast_cancer
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
+
+from seaway_serving import bundle
+
+HERE = Path(__file__).resolve().parent
+HOST = "127.0.0.1"
+TICKS = os.sysconf("SC_CLK_TCK")
+WRK_SCRIPT = """
+function init(args)
+  local fh = assert(io.open(args[1], "rb"))
+  wrk.method = "POST"
+  wrk.body = fh:read("*a")
+  fh:close()
+  wrk.headers["Content-Type"] = "application/json"
+end
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '{"requests":%d,"duration_us":%d,"non2xx":%d,"socket_errors":%d,'
+    .. '"p50_us":%d,"p99_us":%d}\\n',
+    summary.requests, summary.duration, e.status, e.connect + e.read + e.write + e.timeout,
+    latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+# ------------------------------------------------------------------------------ models
+def prepare(work: Path) -> dict[str, Any]:
+    """Train both models; write a Seaway bundle, an MLServer model dir and the payload."""
+    x, y = load_breast_cancer(return_X_y=True)
+    x_tr, x_te, y_tr, _ = train_test_split(x, y, test_size=0.25, random_state=0, stratify=y)
+    models = {"logreg": LogisticRegression(max_iter=10000, random_state=0),
+              "rf": RandomForestClassifier(n_estimators=100, random_state=0)}
+    expected = {}
+    for name, est in models.items():
+        est.fit(x_tr, y_tr)
+        d = work / name
+        bundle.create_from_estimator(est, d / "bundle", name=name, data=x_tr)
+        mls = d / "mlserver"
+        mls.mkdir(parents=True)
+        shutil.copy(d / "bundle" / "model.joblib", mls / "model.joblib")
+        (mls / "model-settings.json").write_text(json.dumps({
+            "name": name, "implementation": "mlserver_sklearn.SKLearnModel",
+            "parameters": {"uri": "./model.joblib"}}))
+        expected[name] = int(est.predict(x_te[:1])[0])
+    row = x_te[0]
+    (work / "payload.json").write_text(json.dumps({"inputs": [{
+        "name": "input-0", "shape": [1, 30], "datatype": "FP64", "data": row.tolist()}]}))
+    (work / "post.lua").write_text(WRK_SCRIPT)
+    return expected
+
+
+# ------------------------------------------------------------------------------ processes
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def process_tree(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat[stat.rfind(")") + 2:].split()[1])
+            children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def tree_rss_mib(pid: int) -> float:
+    total = 0
+    for p in process_tree(pid):
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024
+
+
+def tree_cpu_s(pid: int) -> float:
+    total = 0
+    for p in process_tree(pid):
+        try:
+            stat = Path(f"/proc/{p}/stat").read_text()
+            fields = stat[stat.rfind(")") + 2:].split()
+            total += int(fields[11]) + int(fields[12])
+        except OSError:
+            pass
+    return total / TICKS
+
+
+def http_call(port: int, method: str, path: str, body: bytes | None = None,
+              timeout: float = 5.0) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body,
+                     headers={"Content-Type": "application/json"} if body else {})
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+@dataclass
+class Running:
+    proc: subprocess.Popen[bytes]
+    port: int
+    started: float
+    log: Any
+    pids: list[int] = field(default_factory=list)
+
+
+def start(config: str, name: str, work: Path, mlserver_venv: Path) -> Running:
+    port = free_port()
+    env = dict(os.environ)
+    model_dir = work / name
+    if config == "seaway":
+        cmd = [str(Path(sys.executable).with_name("seaway-serve")), "--bundle",
+               str(model_dir / "bundle")]
+        env.update(SEAWAY_HOST=HOST, SEAWAY_PORT=str(port),
+                   SEAWAY_WORK_DIR=str(work / "seaway-work"),
+                   SEAWAY_TERMINATION_LOG=str(work / "termination-log"))
+    elif config == "bare":
+        cmd = [sys.executable, str(HERE / "bare_endpoint.py"), "--name", name, "--model",
+               str(model_dir / "bundle" / "model.joblib"), "--port", str(port)]
+    elif config.startswith("mlserver"):
+        cmd = [str(mlserver_venv / "bin" / "mlserver"), "start", str(model_dir / "mlserver")]
+        env.update(MLSERVER_HOST=HOST, MLSERVER_HTTP_PORT=str(port),
+                   MLSERVER_GRPC_PORT=str(free_port()),
+                   MLSERVER_METRICS_PORT=str(free_port()))
+        if config == "mlserver-pw0":
+            env["MLSERVER_PARALLEL_WORKERS"] = "0"
+    else:
+        raise SystemExit(f"unknown config {config}")
+    log = (work / f"{config}-{name}.log").open("wb")
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            cwd=model_dir)
+    return Running(proc, port, t0, log)
+
+
+def wait_ready(run: Running, name: str, limit: float = 120.0) -> float:
+    while time.monotonic() - run.started < limit:
+        if run.proc.poll() is not None:
+            raise RuntimeError(f"server exited early with {run.proc.returncode}")
+        try:
+            if http_call(run.port, "GET", f"/v2/models/{name}/ready", timeout=1)[0] == 200:
+                return time.monotonic() - run.started
+        except OSError:
+            pass
+        time.sleep(0.02)
+    raise RuntimeError("server not ready in time")
+
+
+def stop(run: Running) -> None:
+    """SIGTERM the main PID; after 15 s SIGKILL whatever of its recorded tree is left."""
+    pids = process_tree(run.proc.pid) if run.proc.poll() is None else [run.proc.pid]
+    if run.proc.poll() is None:
+        run.proc.send_signal(signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        run.proc.wait(timeout=15)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    if run.proc.poll() is None:
+        run.proc.wait(timeout=10)
+    run.log.close()
+
+
+def wrk(port: int, name: str, conns: int, seconds: int, work: Path) -> dict[str, Any]:
+    cmd = ["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--timeout", "10s", "-s",
+           str(work / "post.lua"), f"http://{HOST}:{port}/v2/models/{name}/infer", "--",
+           str(work / "payload.json")]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=False)
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+    if not lines:
+        raise RuntimeError(f"wrk failed: {out.stdout}{out.stderr}")
+    res: dict[str, Any] = json.loads(lines[-1])
+    res["rps"] = res["requests"] / (res["duration_us"] / 1e6)
+    return res
+
+
+# ------------------------------------------------------------------------------ main
+def run_one(config: str, name: str, work: Path, args: argparse.Namespace,
+            expected: int) -> dict[str, Any]:
+    rec: dict[str, Any] = {"config": config, "model": name}
+    run = start(config, name, work, args.mlserver_venv)
+    try:
+        rec["ready_s"] = round(wait_ready(run, name), 2)
+        status, body = http_call(run.port, "POST", f"/v2/models/{name}/infer",
+                                 (work / "payload.json").read_bytes(), timeout=30)
+        answer = json.loads(body)["outputs"][0]["data"][0]
+        if status != 200 or int(answer) != expected:
+            raise RuntimeError(f"wrong answer: {status} {body[:200]!r}")
+        wrk(run.port, name, 16, args.warmup, work)
+        rec["runs"] = {}
+        for c in args.conns:
+            cpu0 = tree_cpu_s(run.proc.pid)
+            r = wrk(run.port, name, c, args.duration, work)
+            r["cpu_us_per_req"] = (tree_cpu_s(run.proc.pid) - cpu0) / max(1, r["requests"]) * 1e6
+            rec["runs"][c] = r
+            print(f"  {config:17s} {name:6s} c={c:<3d} {r['rps']:9.0f} req/s  "
+                  f"p50 {r['p50_us'] / 1e3:7.2f} ms  p99 {r['p99_us'] / 1e3:8.2f} ms  "
+                  f"non-2xx {r['non2xx']} socket errors {r['socket_errors']}", flush=True)
+        rec["rss_mib"] = round(tree_rss_mib(run.proc.pid), 1)
+        rec["procs"] = len(process_tree(run.proc.pid))
+    except Exception as exc:  # record and go on with the other configs
+        rec["error"] = repr(exc)
+        print(f"  {config} {name}: ERROR {exc!r}", flush=True)
+    finally:
+        stop(run)
+    return rec
+
+
+def table(results: list[dict[str, Any]], conns: list[int]) -> str:
+    rows = ["| server | model | conc. | req/s | p50 ms | p99 ms | server CPU µs/req | "
+            "RSS MiB | ready s |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for rec in results:
+        if "error" in rec:
+            rows.append(f"| {rec['config']} | {rec['model']} | - | failed: {rec['error']} "
+                        "| | | | | |")
+            continue
+        for c in conns:
+            r = rec["runs"][c]
+            rows.append(f"| {rec['config']} | {rec['model']} | {c} | {r['rps']:.0f} | "
+                        f"{r['p50_us'] / 1e3:.2f} | {r['p99_us'] / 1e3:.2f} | "
+                        f"{r['cpu_us_per_req']:.0f} | {rec['rss_mib']:.0f} | "
+                        f"{rec['ready_s']:.2f} |")
+    return "\n".join(rows)
+
+
+def ratios(results: list[dict[str, Any]], conns: list[int]) -> str:
+    by = {(r["config"], r["model"]): r for r in results if "error" not in r}
+    rows = ["| model | conc. | vs | req/s ratio | p99 ratio | RSS ratio |",
+            "|---|---:|---|---:|---:|---:|"]
+    for model in ("logreg", "rf"):
+        ours = by.get(("seaway", model))
+        if ours is None:
+            continue
+        for other in ("mlserver-default", "mlserver-pw0", "bare"):
+            them = by.get((other, model))
+            if them is None:
+                continue
+            for c in conns:
+                a, b = ours["runs"][c], them["runs"][c]
+                rows.append(f"| {model} | {c} | {other} | {a['rps'] / b['rps']:.2f}x | "
+                            f"{a['p99_us'] / b['p99_us']:.2f}x | "
+                            f"{ours['rss_mib'] / them['rss_mib']:.2f}x |")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--configs", default="seaway,bare,mlserver-default,mlserver-pw0")
+    ap.add_argument("--models", default="logreg,rf")
+    ap.add_argument("--conns", default="1,16,64")
+    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--mlserver-venv", type=Path,
+                    default=Path.home() / ".cache" / "seaway" / "mlserver-venv")
+    ap.add_argument("--out", type=Path, help="Also write the raw results here (JSON)")
+    args = ap.parse_args()
+    args.conns = [int(c) for c in args.conns.split(",")]
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk not found (Debian: apt-get install wrk)")
+    configs = args.configs.split(",")
+    if any(c.startswith("mlserver") for c in configs) and not (
+            args.mlserver_venv / "bin" / "mlserver").exists():
+        raise SystemExit(f"no MLServer in {args.mlserver_venv}; see this script's docstring")
+    with tempfile.TemporaryDirectory(prefix="seaway-bench-") as tmp:
+        work = Path(tmp)
+        expected = prepare(work)
+        results = []
+        for name in args.models.split(","):
+            for config in configs:
+                results.append(run_one(config, name, work, args, expected[name]))
+    print()
+    print(f"{len(os.sched_getaffinity(0))} cores; wrk 1 thread, {args.duration} s per point, "
+          f"one-row requests; python {sys.version.split()[0]}, numpy {np.__version__}, "
+          f"joblib {joblib.__version__}")
+    print(table(results, args.conns))
+    print()
+    print(ratios(results, args.conns))
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=2))
+    failed = [r for r in results if "error" in r]
+    if failed:
+        print(f"\n{len(failed)} configuration(s) failed, see their logs above")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
