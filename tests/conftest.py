@@ -67,7 +67,7 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[localpla
     try:
         bins = binaries.paths(config.bin_dir(os.environ))
     except binaries.BinariesMissing as exc:
-        unavailable(f"{exc} (run `make control-plane`)")
+        unavailable(str(exc))
     run_dir = tmp_path_factory.mktemp("plane")
     try:
         plane = localplane.start(run_dir, name="seaway-test", bins=bins)

@@ -230,6 +230,13 @@ def apiserver_args(binary: Path, layout: Layout, ports: Ports) -> list[str]:
         "--allow-privileged=true",
         # The "kubernetes" Service would get Endpoints at 127.0.0.1, which the API server refuses.
         "--endpoint-reconciler-type=none",
+        # Publishes a request-header CA in kube-system/extension-apiserver-authentication; without
+        # it the controller manager and the scheduler log an error for it every few seconds.
+        f"--requestheader-client-ca-file={layout.ca_cert()}",
+        "--requestheader-allowed-names=front-proxy-client",
+        "--requestheader-username-headers=X-Remote-User",
+        "--requestheader-group-headers=X-Remote-Group",
+        "--requestheader-extra-headers-prefix=X-Remote-Extra-",
     ]
 
 
