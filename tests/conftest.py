@@ -70,7 +70,8 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[localpla
         unavailable(str(exc))
     run_dir = tmp_path_factory.mktemp("plane")
     try:
-        plane = localplane.start(run_dir, name="seaway-test", bins=bins)
+        # die_with_parent: a test run killed outright (SIGKILL, CI timeout) leaves nothing behind.
+        plane = localplane.start(run_dir, name="seaway-test", bins=bins, die_with_parent=True)
     except localplane.PlaneError as exc:
         unavailable(str(exc))
     try:

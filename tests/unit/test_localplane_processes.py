@@ -194,3 +194,51 @@ def test_the_lock_is_exclusive(tmp_path: Path) -> None:
     with processes.locked(lock):
         assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 7
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_die_with_parent_stops_the_process_when_its_starter_is_killed(tmp_path: Path) -> None:
+    # The starter stands in for a test session killed with SIGKILL: no teardown runs.
+    pidfile = tmp_path / "child.pid"
+    starter_code = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from seaway.localplane import processes\n"
+        "argv = [sys.executable, '-c', 'import time; time.sleep(120)']\n"
+        f"c, _ = processes.spawn('child', argv, Path({str(tmp_path / 'c.log')!r}),"
+        " die_with_parent=True)\n"
+        f"Path({str(pidfile)!r}).write_text(str(c.pid))\n"
+        "time.sleep(120)\n"
+    )
+    starter = subprocess.Popen([sys.executable, "-c", starter_code])
+    try:
+        eventually(lambda: pidfile.exists() and pidfile.read_text() != "")
+        child = int(pidfile.read_text())
+        assert pid_exists(child)
+        starter.kill()
+        starter.wait(timeout=10)
+        eventually(lambda: not pid_exists(child))
+    finally:
+        if starter.poll() is None:
+            starter.kill()
+            starter.wait()
+
+
+def test_without_die_with_parent_the_process_outlives_its_starter(tmp_path: Path) -> None:
+    # What `seaway cluster up` relies on: the plane keeps running after the command exits.
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from seaway.localplane import processes\n"
+        "argv = [sys.executable, '-c', 'import time; time.sleep(120)']\n"
+        f"c, _ = processes.spawn('child', argv, Path({str(tmp_path / 'c.log')!r}))\n"
+        "print(c.pid, c.start_ticks)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30
+    ).stdout.split()
+    child = processes.Component("child", int(out[0]), int(out[1]), (), "")
+    try:
+        assert processes.is_alive(child)
+    finally:
+        assert processes.stop([child], grace=5) == [child]
+    assert not processes.is_alive(child)

@@ -68,6 +68,8 @@ class Plane:
     components: list[processes.Component] = field(default_factory=list)
     handles: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict, repr=False)
     started_at: float = 0.0
+    #: Processes are killed when the thread that started them dies (see processes.spawn).
+    die_with_parent: bool = False
 
     @property
     def kubeconfig(self) -> Path:
@@ -187,7 +189,9 @@ class Plane:
         )
 
     def _spawn(self, name: str, argv: list[str]) -> processes.Component:
-        component, proc = processes.spawn(name, argv, self.layout.log(name))
+        component, proc = processes.spawn(
+            name, argv, self.layout.log(name), die_with_parent=self.die_with_parent
+        )
         self.components.append(component)
         self.handles[proc.pid] = proc
         self._save(ready=False)
@@ -351,11 +355,14 @@ def start(
     name: str = config.DEFAULT_CLUSTER_NAME,
     bins: Mapping[str, Path] | None = None,
     timeout: float = DEFAULT_TIMEOUT,
+    die_with_parent: bool = False,
 ) -> Plane:
     """Start a fresh plane in ``run_dir``; on any failure, everything started is stopped again.
 
     ``bins`` defaults to the binaries in :func:`seaway.localplane.config.bin_dir` (never built
-    here: :func:`seaway.localplane.binaries.ensure` does that). Raises :class:`PlaneError`.
+    here: :func:`seaway.localplane.binaries.ensure` does that). ``die_with_parent`` makes the
+    processes go away with the calling thread even when it cannot stop them (a killed test run);
+    leave it off when the plane must outlive the caller. Raises :class:`PlaneError`.
     """
     began = time.monotonic()
     try:
@@ -378,7 +385,14 @@ def start(
         except pki.PKIError as exc:
             raise PlaneError(str(exc)) from None
         ports = config.Ports.from_list(processes.free_ports(config.PORT_COUNT))
-        plane = Plane(name=name, layout=layout, ports=ports, bins=resolved, started_at=time.time())
+        plane = Plane(
+            name=name,
+            layout=layout,
+            ports=ports,
+            bins=resolved,
+            started_at=time.time(),
+            die_with_parent=die_with_parent,
+        )
         layout.kubeconfig.write_text(config.kubeconfig_text(plane.api_server, layout, name))
         layout.kubeconfig.chmod(0o600)
         try:

@@ -16,8 +16,9 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -86,11 +87,43 @@ def free_ports(count: int) -> list[int]:
         return ports
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> Callable[[], None]:
+    """A pre-exec hook: the child gets SIGKILL when the thread that started it dies (Linux).
+
+    SIGKILL, not SIGTERM: with everything stopping at once, etcd and the API server wait for
+    each other for seconds, and a plane tied to its starter holds throw-away data anyway.
+    ctypes is loaded here, in the parent: after fork only the prctl() call itself runs.
+    """
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    sigkill = int(signal.SIGKILL)
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, sigkill)
+
+    return preexec
+
+
 def spawn(
-    name: str, argv: Sequence[str], log: Path, env: dict[str, str] | None = None
+    name: str,
+    argv: Sequence[str],
+    log: Path,
+    env: dict[str, str] | None = None,
+    *,
+    die_with_parent: bool = False,
 ) -> tuple[Component, subprocess.Popen[bytes]]:
-    """Start ``argv`` detached, output appended to ``log``; returns its record and its handle."""
+    """Start ``argv`` detached, output appended to ``log``; returns its record and its handle.
+
+    ``die_with_parent`` (Linux only) ties the process to the calling thread: if it dies without
+    stopping the process (a test run killed with SIGKILL), the kernel kills it too. The CLI
+    leaves it off, its processes must outlive it; test sessions turn it on.
+    """
     log.parent.mkdir(parents=True, exist_ok=True)
+    preexec = _die_with_parent() if die_with_parent and sys.platform == "linux" else None
     with log.open("ab") as out:
         out.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(argv)}\n".encode())
         out.flush()
@@ -102,6 +135,7 @@ def spawn(
             start_new_session=True,
             close_fds=True,
             env=env,
+            preexec_fn=preexec,  # noqa: PLW1509 - only prctl(), no locks or Python state
         )
     component = Component(
         name=name,
