@@ -35,7 +35,10 @@ class Consistently(Protocol):
 
 
 def _eventually(check: Callable[[], T], *, timeout: float = 30.0, what: str = "") -> T:
-    """Call ``check`` until it neither raises AssertionError nor returns False; return its value."""
+    """Call ``check`` until it neither raises AssertionError nor returns False; return its value.
+
+    Only AssertionError is retried: any other exception is a bug in the test and fails at once.
+    """
     deadline = time.monotonic() + timeout
     delay = 0.05
     while True:

@@ -106,6 +106,7 @@ def assert_crash_looping(pod: client.V1Pod) -> None:
     assert status.restart_count >= 1
     assert status.state.waiting is not None
     assert status.state.waiting.reason == "CrashLoopBackOff"
+    assert status.last_state.terminated is not None
     assert status.last_state.terminated.exit_code == 1
 
 
@@ -196,6 +197,7 @@ def test_the_not_ready_label_flips_a_live_pod_both_ways(
         assert pod.status.pod_ip == ip, "the same Pod recovers in place"
         status = only(pod.status.container_statuses)
         assert status.restart_count == 1
+        assert status.last_state.terminated is not None
         assert status.last_state.terminated.reason == "Error"
         assert apps.read_namespaced_deployment_status("flip", namespace).status.ready_replicas == 1
 
@@ -233,7 +235,9 @@ def test_job_pods_keep_running_until_labelled_complete(
         assert condition(finished, "Complete") == "True"
         done = core.read_namespaced_pod(pod.metadata.name, namespace)
         assert done.status.phase == "Succeeded"
-        assert done.status.container_statuses[0].state.terminated.exit_code == 0
+        terminated = only(done.status.container_statuses).state.terminated
+        assert terminated is not None
+        assert terminated.exit_code == 0
 
     eventually(complete, timeout=60)
 
@@ -273,9 +277,12 @@ def test_deleted_pods_go_away_and_are_replaced(
     core.delete_namespaced_pod(old, namespace)
 
     def deleted() -> None:
-        with pytest.raises(ApiException) as error:
+        try:
             core.read_namespaced_pod(old, namespace)
-        assert error.value.status == 404
+        except ApiException as error:
+            assert error.status == 404
+            return
+        raise AssertionError(f"Pod {old} still exists")
 
     eventually(deleted, timeout=30)
     assert eventually(ready_pod, timeout=60).metadata.name != old

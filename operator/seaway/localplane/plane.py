@@ -105,9 +105,14 @@ class Plane:
     ) -> subprocess.CompletedProcess[str]:
         """Run the plane's kubectl with the admin kubeconfig; raises PlaneError on failure."""
         argv = [str(self.bins["kubectl"]), f"--kubeconfig={self.kubeconfig}", *args]
-        result = subprocess.run(
-            argv, input=input, capture_output=True, text=True, timeout=timeout, check=False
-        )
+        try:
+            result = subprocess.run(
+                argv, input=input, capture_output=True, text=True, timeout=timeout, check=False
+            )
+        except subprocess.TimeoutExpired:
+            raise PlaneError(
+                f"kubectl {' '.join(args[:2])} did not finish within {timeout:.0f}s"
+            ) from None
         if check and result.returncode != 0:
             detail = result.stderr.strip() or result.stdout.strip()
             raise PlaneError(f"kubectl {' '.join(args[:2])} failed: {detail}")
