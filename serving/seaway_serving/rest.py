@@ -90,7 +90,7 @@ class Rest:
 
     @staticmethod
     def _get(req: Request) -> Response | None:
-        if req.method not in ("GET", "HEAD"):
+        if req.method != "GET":
             return error_response(405, f"use GET for {req.path}")
         return None
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from tests.serving.conftest import Client, Data, Server, metric_value, v2_body
 
@@ -44,10 +45,12 @@ def run_clients(server: Server, work: list[list[np.ndarray]], deadline_s: float 
     return results
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
 def test_concurrent_requests_are_merged_and_split_back_exactly(
-        module_server: Any, forest_bundle: Path, forest: Any, data: Data) -> None:
+        module_server: Any, forest_bundle: Path, forest: Any, data: Data, workers: str) -> None:
     server = module_server(forest_bundle, {"SEAWAY_MAX_BATCH_SIZE": "64",
-                                           "SEAWAY_MAX_BATCH_WAIT_MS": "2"})
+                                           "SEAWAY_MAX_BATCH_WAIT_MS": "2",
+                                           "SEAWAY_PREDICT_WORKERS": workers})
     rng = np.random.default_rng(1)
     pool = np.vstack([data.x_test, data.x_test * rng.uniform(0.5, 1.5, data.x_test.shape)])
     work = [[pool[rng.choice(len(pool), size=int(rng.integers(1, 5)), replace=False)]

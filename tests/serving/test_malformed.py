@@ -168,3 +168,18 @@ def test_nan_accepted_when_the_model_takes_it(start_server: Any, tmp_path: Path,
     reply = server.client().post("/v2/models/hgb/infer", body.encode())
     assert reply.status == 200, reply.body
     assert reply.json()["outputs"][0]["data"] == model.predict(rows).tolist()
+
+
+def test_slow_request_gets_408_and_idle_connection_is_closed(start_server: Any,
+                                                             logreg_bundle: Path) -> None:
+    server = start_server(logreg_bundle, {"SEAWAY_REQUEST_TIMEOUT_S": "1",
+                                          "SEAWAY_KEEPALIVE_TIMEOUT_S": "1"}).wait_ready()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as slow:
+        slow.sendall(b"POST /v2/models/logreg/infer HTTP/1.1\r\nHost: x\r\nContent-Le")
+        head = slow.recv(4096)  # the server's sweep answers within about 2 s
+        assert head.startswith(b"HTTP/1.1 408 ")
+        assert slow.recv(4096) == b""  # and closes
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as idle:
+        idle.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert idle.recv(4096).startswith(b"HTTP/1.1 200 ")
+        assert idle.recv(4096) == b""  # closed after the keep-alive timeout

@@ -211,3 +211,26 @@ def test_tritonclient_works_unchanged(server: Server, logreg: Any, data: Data) -
                                        logreg.predict_proba(rows))
     finally:
         client.close()
+
+
+def test_string_labels_and_regressors(start_server: Any, tmp_path: Path, data: Data) -> None:
+    from sklearn.linear_model import LinearRegression, LogisticRegression
+
+    labels = np.where(data.y_train == 1, "benign", "malignant")
+    clf = LogisticRegression(max_iter=10000).fit(data.x_train, labels)
+    reg = LinearRegression().fit(data.x_train, data.x_train[:, 0] * 2 + 1)
+    bundle.create_from_estimator(clf, tmp_path / "labels", name="labels", data=data.x_train)
+    bundle.create_from_estimator(reg, tmp_path / "reg", name="reg", data=data.x_train)
+    rows = data.x_test[:5]
+    for name, model, datatype in (("labels", clf, "BYTES"), ("reg", reg, "FP64")):
+        server = start_server(tmp_path / name).wait_ready()
+        client = server.client()
+        meta = client.get(f"/v2/models/{name}").json()
+        assert meta["outputs"][0]["datatype"] == datatype
+        [out] = client.post(f"/v2/models/{name}/infer", v2_body(rows)).json()["outputs"]
+        assert out["datatype"] == datatype
+        if datatype == "BYTES":
+            assert out["data"] == model.predict(rows).tolist()
+        else:
+            np.testing.assert_allclose(out["data"], model.predict(rows), rtol=1e-12)
+        server.stop()
