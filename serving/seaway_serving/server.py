@@ -108,8 +108,14 @@ async def serve(settings: ServingSettings) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    settings.work_dir.mkdir(parents=True, exist_ok=True)
-    work_dir = Path(tempfile.mkdtemp(prefix="bundle-", dir=settings.work_dir))
+    try:
+        settings.work_dir.mkdir(parents=True, exist_ok=True)
+        work_dir = Path(tempfile.mkdtemp(prefix="bundle-", dir=settings.work_dir))
+    except OSError as exc:
+        server.close_all()
+        raise StartupError(f"cannot create the work directory in {settings.work_dir}: "
+                           f"{exc.strerror or exc} (mount a writable volume there, e.g. an "
+                           "emptyDir on /tmp)") from None
     try:
         loading = _in_thread(fetch_and_load, settings, work_dir)
         stopping = asyncio.ensure_future(stop.wait())
@@ -174,6 +180,11 @@ def run(settings: ServingSettings) -> int:
         log.error("Refused to serve: %s", message, extra={"reason": type(exc).__name__})
         write_termination_message(settings.termination_log, message)
         return exc.exit_code
+    except Exception as exc:  # a bug or the machine (memory, disk): still say why, in one line
+        message = " ".join(f"unexpected error: {type(exc).__name__}: {exc}".split())
+        log.exception("Failed to serve: %s", message)
+        write_termination_message(settings.termination_log, message)
+        return 1
     finally:
         loop.close()
 

@@ -245,3 +245,13 @@ def test_sample_rows_are_what_the_model_answered(tmp_path: Path, logreg: Any,
     x = bundle.rows_from_json(m.sample.inputs)
     assert np.array_equal(x, data.x_train[:bundle.SAMPLE_ROWS])
     assert m.sample.predict == logreg.predict(x).tolist()
+
+
+def test_unwritable_work_dir(start_server: Any, logreg_bundle: Path) -> None:
+    """A read-only root filesystem without a volume for the work directory: say so."""
+    server = start_server(logreg_bundle, {"SEAWAY_WORK_DIR": "/dev/null/seaway"})
+    assert server.wait_exit() == 1
+    assert not server.ever_ready
+    assert server.termination_log.read_text() == (
+        "cannot create the work directory in /dev/null/seaway: Not a directory (mount a "
+        "writable volume there, e.g. an emptyDir on /tmp)\n")
