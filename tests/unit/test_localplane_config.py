@@ -149,7 +149,7 @@ def test_the_simulated_node_has_no_taints_and_room_for_pods() -> None:
     node = config.node_manifest()
     assert node["metadata"]["name"] == config.NODE_NAME == "kwok-node-0"
     assert "taints" not in node.get("spec", {})
-    assert node["status"]["allocatable"]["pods"] == "110"
+    assert int(node["status"]["allocatable"]["pods"]) >= 5000, "room for scale benchmarks"
     assert node["metadata"]["labels"]["kubernetes.io/hostname"] == "kwok-node-0"
 
 

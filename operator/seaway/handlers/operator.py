@@ -58,6 +58,7 @@ async def start(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: Any) -> N
     queue = WorkQueue(work, concurrency=settings.execution.max_workers or 8)
     queue.start()
     memo["queue"] = queue
+    memo["kube"] = kube
     logger.info("Started the Seaway operator")
 
 
@@ -66,6 +67,9 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     queue = memo.get("queue")
     if queue is not None:
         await queue.stop()
+        kube = memo["kube"]
+        counts = ", ".join(f"{n} {m}" for m, n in sorted(kube.requests.items()))
+        logger.info("Stopped after %d passes; API requests: %s", queue.passes, counts or "none")
 
 
 @kopf.on.event(GROUP, VERSION, "modeldeployments")

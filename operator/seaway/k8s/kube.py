@@ -7,6 +7,7 @@ apply, and the ModelDeployment's ``spec`` is never written at all (only ``/statu
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import os
@@ -91,6 +92,8 @@ class Kube:
         self.api = api
         self._writes = 0
         self._lock = threading.Lock()
+        #: Requests made, by HTTP method (reported when the operator stops, used by bench/).
+        self.requests: collections.Counter[str] = collections.Counter()
         limit = os.environ.get(FAULT_ENV)
         self._kill_after = int(limit) if limit else None
 
@@ -104,6 +107,7 @@ class Kube:
         query: list[tuple[str, str]] | None = None,
         content_type: str = "application/json",
     ) -> Any:
+        self.requests[method] += 1
         method, url, headers, payload, post = self.api.param_serialize(
             method,
             path,

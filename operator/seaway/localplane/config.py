@@ -264,11 +264,22 @@ def controller_manager_args(binary: Path, layout: Layout, ports: Ports) -> list[
         f"--service-account-private-key-file={layout.sa_key()}",
         f"--cluster-signing-cert-file={layout.ca_cert()}",
         f"--cluster-signing-key-file={layout.ca_key()}",
+        # A local plane has one client to serve; the defaults (20 QPS) would make the controller
+        # manager, not the code under test, the bottleneck of any scale test.
+        "--kube-api-qps=500",
+        "--kube-api-burst=1000",
+        "--concurrent-deployment-syncs=20",
+        "--concurrent-replicaset-syncs=20",
     ]
 
 
 def scheduler_args(binary: Path, layout: Layout, ports: Ports) -> list[str]:
-    return [str(binary), *_component_common(layout, ports.scheduler)]
+    return [
+        str(binary),
+        *_component_common(layout, ports.scheduler),
+        "--kube-api-qps=500",
+        "--kube-api-burst=1000",
+    ]
 
 
 def kwok_args(binary: Path, layout: Layout, ports: Ports) -> list[str]:
@@ -318,7 +329,8 @@ def kubeconfig_text(server: str, layout: Layout, cluster: str) -> str:
 
 def node_manifest(name: str = NODE_NAME) -> dict[str, Any]:
     """The simulated node. Without taints, so any Pod schedules onto it."""
-    capacity = {"cpu": "32", "memory": "256Gi", "pods": "110", "ephemeral-storage": "1Ti"}
+    # Room for scale benchmarks (thousands of simulated pods), unlike a real node's 110.
+    capacity = {"cpu": "1000", "memory": "4Ti", "pods": "10000", "ephemeral-storage": "100Ti"}
     return {
         "apiVersion": "v1",
         "kind": "Node",
