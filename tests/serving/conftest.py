@@ -71,6 +71,32 @@ def forest_bundle(tmp_path_factory: pytest.TempPathFactory, forest: Any, data: D
     return out
 
 
+def side_venv(name: str, packages: list[str]) -> Path:
+    """A virtualenv for a test tool whose pins conflict with ours, made on first use.
+
+    ``$SEAWAY_TEST_<NAME>_VENV`` or ``~/.cache/seaway/<name>-venv``. When it cannot be created
+    (no network), the test fails under CI and is skipped otherwise.
+    """
+    venv = Path(os.environ.get(f"SEAWAY_TEST_{name.upper()}_VENV")
+                or Path.home() / ".cache" / "seaway" / f"{name}-venv")
+    marker = venv / ".seaway-complete"
+    if marker.exists():
+        return venv
+    try:
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True,
+                       timeout=120)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", *packages],
+                       check=True, timeout=900, capture_output=True)
+        marker.write_text(" ".join(packages) + "\n")
+    except (subprocess.SubprocessError, OSError) as exc:
+        detail = getattr(exc, "stderr", b"") or b""
+        reason = f"cannot install {' '.join(packages)} into {venv}: {exc} {detail[-500:]!r}"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return venv
+
+
 def v2_body(rows: np.ndarray, **extra: Any) -> bytes:
     rows = np.atleast_2d(np.asarray(rows, dtype=np.float64))
     doc = {"inputs": [{"name": "input-0", "shape": list(rows.shape), "datatype": "FP64",

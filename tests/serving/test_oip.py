@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from seaway_serving import bundle
-from tests.serving.conftest import Client, Data, Server, metric_value, v2_body
+from tests.serving.conftest import Client, Data, Server, metric_value, side_venv, v2_body
 
 REVISION = "7"
 
@@ -234,3 +234,21 @@ def test_string_labels_and_regressors(start_server: Any, tmp_path: Path, data: D
         else:
             np.testing.assert_allclose(out["data"], model.predict(rows), rtol=1e-12)
         server.stop()
+
+
+def test_kserve_client_works_unchanged(server: Server, logreg: Any, data: Data) -> None:
+    """KServe's InferenceRESTClient (its pins conflict with ours: it runs from its own venv)."""
+    import subprocess
+
+    venv = side_venv("kserve", ["kserve>=0.13"])
+    rows = data.x_test[:4]
+    out = subprocess.run([str(venv / "bin" / "python"),
+                          str(Path(__file__).with_name("kserve_client_check.py")),
+                          f"http://127.0.0.1:{server.port}", "logreg",
+                          json.dumps(rows.tolist())],
+                         capture_output=True, timeout=120, check=True)
+    got = json.loads(out.stdout.splitlines()[-1])
+    assert (got["live"], got["ready"], got["model_ready"]) == (True, True, True)
+    for binary in ("False", "True"):
+        assert got[f"binary={binary}"] == {"model_name": "logreg", "revision": REVISION,
+                                           "predict": logreg.predict(rows).tolist()}

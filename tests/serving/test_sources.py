@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 from seaway_serving import sources
-from tests.serving.conftest import Data, v2_body
+from tests.serving.conftest import Data, side_venv, v2_body
 
 HERE = Path(__file__).resolve().parent
 
@@ -114,23 +114,6 @@ def test_sigv4_matches_the_published_aws_example() -> None:
 
 
 # ---------------------------------------------------------------------------------- S3 (moto)
-def _moto_venv() -> Path:
-    venv = Path(os.environ.get("SEAWAY_TEST_MOTO_VENV")
-                or Path.home() / ".cache" / "seaway" / "moto-venv")
-    if (venv / "bin" / "moto_server").exists():
-        return venv
-    try:
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-        subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "moto[server]>=5",
-                        "boto3"], check=True, timeout=600, capture_output=True)
-    except (subprocess.SubprocessError, OSError) as exc:
-        shutil.rmtree(venv, ignore_errors=True)
-        if os.environ.get("CI"):
-            pytest.fail(f"cannot install moto for the S3 tests: {exc}")
-        pytest.skip(f"cannot install moto for the S3 tests: {exc}")
-    return venv
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -139,7 +122,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory: pytest.TempPathFactory, logreg_bundle: Path) -> Iterator[dict[str, str]]:
-    venv = _moto_venv()
+    venv = side_venv("moto", ["moto[server]>=5", "boto3"])
     work = tmp_path_factory.mktemp("s3")
     archive = tar_bundle(logreg_bundle, work / "logreg.tar.gz")
     objects = [f"{logreg_bundle / 'manifest.json'}=churn/v1/manifest.json",
