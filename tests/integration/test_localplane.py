@@ -411,9 +411,10 @@ def test_cli_up_status_down_round_trip_leaves_no_process_behind(
     assert f"Kubeconfig: {kubeconfig}" in up.stderr
     assert "Traceback" not in up.stderr
     components = recorded_components(run_dir)
-    assert [c.name for c in components] == EXPECTED_COMPONENTS
+    assert [c.name for c in components] == [*EXPECTED_COMPONENTS, "seaway-operator"]
     assert all(processes.is_alive(c) for c in components)
     assert len(processes_using(run_dir)) == len(EXPECTED_COMPONENTS)
+    assert "Started the Seaway operator" in up.stderr
 
     nodes = subprocess.run(
         [str(control_plane.bins["kubectl"]), "get", "nodes", "--no-headers"],
@@ -433,6 +434,18 @@ def test_cli_up_status_down_round_trip_leaves_no_process_behind(
         crds.stdout
     )
 
+    # the main job: the operator that `up` started serves an example from examples/
+    kubectl = [str(control_plane.bins["kubectl"]), f"--kubeconfig={kubeconfig}"]
+    example = Path(__file__).resolve().parents[2] / "examples" / "modeldeployment-minimal.yaml"
+    subprocess.run(
+        [*kubectl, "apply", "-f", str(example)], check=True, capture_output=True, timeout=60
+    )
+    waited = subprocess.run(
+        [*kubectl, "wait", "--for=condition=Ready", "md/iris", "--timeout=60s"],
+        capture_output=True, text=True, timeout=90,
+    )  # fmt: skip
+    assert "condition met" in waited.stdout, waited.stderr
+
     status = seaway(cli_env, "cluster", "status", "--name", "roundtrip")
     assert status.returncode == 0, status.stderr
     assert "Cluster roundtrip: running" in status.stderr
@@ -449,7 +462,7 @@ def test_cli_up_status_down_round_trip_leaves_no_process_behind(
 
     down = seaway(cli_env, "cluster", "down", "--name", "roundtrip")
     assert down.returncode == 0, down.stderr
-    assert "5 processes stopped" in down.stderr
+    assert "6 processes stopped" in down.stderr
     left = [c for c in components if processes.is_alive(c)]
     assert not left, f"processes left behind: {left}"
     assert processes_using(run_dir) == []

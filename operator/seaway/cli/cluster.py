@@ -81,6 +81,12 @@ def _processes(count: int) -> str:
     return f"{count} process" if count == 1 else f"{count} processes"
 
 
+def _seaway_command() -> list[str]:
+    """This installation's ``seaway`` command, whichever Python runs the CLI."""
+    beside = Path(sys.executable).parent / "seaway"
+    return [str(beside)] if beside.exists() else [sys.executable, "-m", "seaway.cli.main"]
+
+
 def _crds_text() -> str:
     from seaway import crdgen
 
@@ -101,8 +107,16 @@ def cluster() -> None:
     type=click.FloatRange(min=1),
     help="Seconds each component may take to become ready.",
 )
-def up(name: str, timeout: float) -> None:
-    """Start the plane in the background (building it first if needed) with Seaway's CRDs."""
+@click.option(
+    "--operator/--no-operator",
+    "with_operator",
+    default=True,
+    show_default=True,
+    help="Also run the Seaway operator against it (stopped by `seaway cluster down`).",
+)
+def up(name: str, timeout: float, with_operator: bool) -> None:
+    """Start the plane in the background (building it first if needed) with Seaway's CRDs,
+    and the Seaway operator watching all namespaces."""
     run_dir = _run_dir(name)
     _progress()
     current = plane.status(run_dir)
@@ -135,6 +149,11 @@ def up(name: str, timeout: float) -> None:
         started.stop()
         message = exc.one_line() if isinstance(exc, plane.PlaneError) else str(exc)
         raise click.ClickException(f"installing Seaway's CRDs failed: {message}") from None
+    if with_operator:
+        operator = started.run_alongside("seaway-operator", [*_seaway_command(), "operator", "run"])
+        click.echo(
+            f"  Started the Seaway operator (pid {operator.pid}); log: {operator.log}", err=True
+        )
     click.echo(
         f"Cluster {name} is up in {time.monotonic() - began:.1f}s: API server "
         f"{started.api_server}, node {config.NODE_NAME} Ready, Seaway CRDs installed.",

@@ -193,6 +193,19 @@ class Plane:
             self.components,
         )
 
+    def run_alongside(self, name: str, argv: list[str]) -> processes.Component:
+        """Start a process that belongs to the plane (the operator): ``stop`` stops it first.
+
+        It runs with KUBECONFIG pointing at the plane, and logs to ``logs/<name>.log``.
+        """
+        component, proc = processes.spawn(
+            name, argv, self.layout.log(name), env=self.env(), die_with_parent=self.die_with_parent
+        )
+        self.components.append(component)
+        self.handles[proc.pid] = proc
+        self._save(ready=True)
+        return component
+
     def _spawn(self, name: str, argv: list[str]) -> processes.Component:
         component, proc = processes.spawn(
             name, argv, self.layout.log(name), die_with_parent=self.die_with_parent
