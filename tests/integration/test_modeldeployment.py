@@ -319,3 +319,21 @@ def test_gateway_api_backend(
         user.patch_spec("edge", spec2)
         eventually(lambda: route_weights() == {1: 70, 2: 30}, what="HTTPRoute at 30%")
     assert user.weights("edge") == {}, "no built-in router for gateway-api"
+
+
+def test_deleting_the_model_deployment_removes_its_children(
+    run_operator: Any, user: User, namespace: str, eventually: Any
+) -> None:
+    with run_operator(OPERATOR, namespace=namespace):
+        user.create(md_body("gone", 1, revisionHistoryLimit=1, rollout={"strategy": "Immediate"}))
+        eventually(lambda: ready_revision(user, "gone", 1), timeout=30)
+        user.patch_spec("gone", md_body("gone", 2, rollout={"strategy": "Immediate"})["spec"])
+        eventually(lambda: ready_revision(user, "gone", 2), timeout=30)
+        # revisionHistoryLimit 1: revision 1 and its children are pruned, never the stable one
+        eventually(lambda: sorted(user.deployments("gone")) == [2], what="r1 pruned")
+        assert [r["number"] for r in user.status("gone")["revisions"]] == [2]
+        user.custom.delete_namespaced_custom_object(
+            "seaway.dev", "v1alpha1", namespace, "modeldeployments", "gone"
+        )
+        eventually(lambda: user.deployments("gone") == {}, timeout=60, what="children collected")
+        eventually(lambda: user.weights("gone") == {}, timeout=60, what="router config collected")
