@@ -125,20 +125,30 @@ class Batcher:
                 return
             force = False
             batch = self._take()
+            if batch is None:
+                return
             self._last_batch_requests = len(batch.items)
             self._idle -= 1
             self._in_flight += len(batch.items)
             self._work.put(batch)
 
-    def _take(self) -> _Batch:
-        items = [self._pending.popleft()]
-        rows = items[0].x.shape[0]
-        while self._pending and rows + self._pending[0].x.shape[0] <= self.max_batch_size:
-            item = self._pending.popleft()
-            rows += item.x.shape[0]
-            items.append(item)
-        self._pending_rows -= rows
-        return _Batch(items)
+    def _take(self) -> _Batch | None:
+        """The next batch in arrival order; requests whose client went away are dropped."""
+        items: list[_Item] = []
+        rows = 0
+        while self._pending:
+            head = self._pending[0]
+            if head.future.done():  # cancelled: the connection closed while it waited
+                self._pending.popleft()
+                self._pending_rows -= head.x.shape[0]
+                continue
+            if items and rows + head.x.shape[0] > self.max_batch_size:
+                break
+            self._pending.popleft()
+            self._pending_rows -= head.x.shape[0]
+            rows += head.x.shape[0]
+            items.append(head)
+        return _Batch(items) if items else None
 
     def _done(self, batch: _Batch) -> None:
         self._idle += 1
