@@ -31,34 +31,69 @@ def _metric(values: tuple[str, ...]) -> dict[str, float]:
                 raise ValueError
             out[key] = float(value)
         except ValueError:
-            raise click.BadParameter(f"{item!r} is not NAME=NUMBER", param_hint="--metric") \
-                from None
+            raise click.BadParameter(
+                f"{item!r} is not NAME=NUMBER", param_hint="--metric"
+            ) from None
     return out
 
 
 @bundle.command()
-@click.option("--model", "model_path", required=True,
-              type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Fitted estimator: a joblib/pickle file, or a .skops file.")
+@click.option(
+    "--model",
+    "model_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Fitted estimator: a joblib/pickle file, or a .skops file.",
+)
 @click.option("--name", required=True, help="Model name (lowercase letters, digits, . _ -).")
-@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Directory to write the bundle into.")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory to write the bundle into.",
+)
 @click.option("--version", help="Bundle version; default: the first 12 hex digits of its sha256.")
-@click.option("--format", "fmt", type=click.Choice(["sklearn-joblib", "skops"]),
-              help="Model file format; default: skops for *.skops, else sklearn-joblib.")
-@click.option("--data", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Training or representative rows (.csv with optional header, or .npy): "
-                   "the drift fingerprint and the self-check sample come from them.")
-@click.option("--metric", "metrics", multiple=True, metavar="NAME=VALUE",
-              help="A training metric to record (repeatable).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["sklearn-joblib", "skops"]),
+    help="Model file format; default: skops for *.skops, else sklearn-joblib.",
+)
+@click.option(
+    "--data",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Training or representative rows (.csv with optional header, or .npy): "
+    "the drift fingerprint and the self-check sample come from them.",
+)
+@click.option(
+    "--metric",
+    "metrics",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A training metric to record (repeatable).",
+)
 @click.option("--code-version", help="Version of the training code (e.g. a git commit).")
-@click.option("--trust", multiple=True, metavar="TYPE",
-              help="A type to trust when reading a .skops file (repeatable).")
+@click.option(
+    "--trust",
+    multiple=True,
+    metavar="TYPE",
+    help="A type to trust when reading a .skops file (repeatable).",
+)
 @click.option("--archive", is_flag=True, help="Also write OUT.tar.gz, ready to upload.")
 @click.option("--force", is_flag=True, help="Replace an existing bundle in OUT.")
-def create(model_path: Path, name: str, out: Path, version: str | None, fmt: str | None,
-           data: Path | None, metrics: tuple[str, ...], code_version: str | None,
-           trust: tuple[str, ...], archive: bool, force: bool) -> None:
+def create(
+    model_path: Path,
+    name: str,
+    out: Path,
+    version: str | None,
+    fmt: str | None,
+    data: Path | None,
+    metrics: tuple[str, ...],
+    code_version: str | None,
+    trust: tuple[str, ...],
+    archive: bool,
+    force: bool,
+) -> None:
     """Create a bundle from a model file, keeping the file's exact bytes.
 
     Loading a pickle runs its code: bundle only model files you made or trust.
@@ -66,9 +101,11 @@ def create(model_path: Path, name: str, out: Path, version: str | None, fmt: str
     from seaway_serving import bundle as bundles
 
     if not NAME_RE.match(name):
-        raise click.BadParameter("use 1-63 lowercase letters, digits, '.', '_' or '-', "
-                                 "starting and ending with a letter or digit",
-                                 param_hint="--name")
+        raise click.BadParameter(
+            "use 1-63 lowercase letters, digits, '.', '_' or '-', "
+            "starting and ending with a letter or digit",
+            param_hint="--name",
+        )
     if (out / bundles.MANIFEST_FILE).exists():
         if not force:
             raise click.ClickException(f"{out} already holds a bundle (use --force to replace)")
@@ -78,16 +115,26 @@ def create(model_path: Path, name: str, out: Path, version: str | None, fmt: str
     try:
         rows, header = bundles.read_data(data) if data is not None else (None, None)
         manifest = bundles.create_from_file(
-            model_path, out, name=name, fmt=fmt,  # type: ignore[arg-type]
-            trusted=trust, data=rows, feature_names=header, version=version,
-            metrics=_metric(metrics), code_version=code_version)
+            model_path,
+            out,
+            name=name,
+            fmt=fmt,  # type: ignore[arg-type]
+            trusted=trust,
+            data=rows,
+            feature_names=header,
+            version=version,
+            metrics=_metric(metrics),
+            code_version=code_version,
+        )
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"Created bundle {manifest.name} version {manifest.version} in {out}")
     click.echo(f"  model   {manifest.model_file} ({manifest.size_bytes} bytes, {manifest.format})")
     click.echo(f"  digest  {manifest.sha256}")
-    click.echo(f"  inputs  {len(manifest.inputs)} features; "
-               f"fingerprint {'yes' if manifest.fingerprint else 'no (pass --data)'}")
+    click.echo(
+        f"  inputs  {len(manifest.inputs)} features; "
+        f"fingerprint {'yes' if manifest.fingerprint else 'no (pass --data)'}"
+    )
     if archive:
         target = out.with_name(out.name + ".tar.gz")
         with tarfile.open(target, "w:gz") as tar:
