@@ -469,6 +469,22 @@ class ExperimentStatus(WireModel):
     confidence: Decimal | None = None
 
 
+class AnalysisStatus(WireModel):
+    """Metric analysis of the current canary (reset when a new canary starts)."""
+
+    revision: Annotated[int, Field(ge=1)]
+    runs: Annotated[int, Field(ge=0)] = 0
+    failures: Annotated[int, Field(ge=0)] = 0
+    no_data_in_a_row: Annotated[int, Field(ge=0)] = 0
+    started_at: Annotated[Timestamp, Field(description="When the canary first had traffic.")]
+    last_run_at: Timestamp | None = None
+    last_result: Literal["Pass", "Fail", "NoData"] | None = None
+    last_requests: Annotated[int | None, Field(ge=0)] = None
+    last_error_ratio: Decimal | None = None
+    last_latency_p99_ms: Annotated[int | None, Field(ge=0)] = None
+    message: Message | None = None
+
+
 class ModelDeploymentStatus(WireModel):
     observed_generation: Annotated[int | None, Field(ge=0)] = None
     conditions: Annotated[list[Condition], Field(max_length=16)] = Field(default_factory=list)
@@ -485,6 +501,7 @@ class ModelDeploymentStatus(WireModel):
     revisions: Annotated[list[RevisionStatus], Field(max_length=128)] = Field(default_factory=list)
     handled_actions: HandledActions | None = None
     experiment: ExperimentStatus | None = None
+    analysis: AnalysisStatus | None = None
     message: Message | None = None
 
 

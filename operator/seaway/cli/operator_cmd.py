@@ -27,6 +27,11 @@ def operator_group() -> None:
 )
 @click.option("--router-image", envvar="SEAWAY_ROUTER_IMAGE", help="Image of the built-in router.")
 @click.option(
+    "--prometheus-url",
+    envvar="SEAWAY_PROMETHEUS_URL",
+    help="Prometheus for canary analysis when a ModelDeployment names none.",
+)
+@click.option(
     "--workers",
     type=click.IntRange(1, 64),
     default=8,
@@ -38,6 +43,7 @@ def run(
     namespaces: tuple[str, ...],
     kubeconfig: str | None,
     router_image: str | None,
+    prometheus_url: str | None,
     workers: int,
     verbose: bool,
 ) -> None:
@@ -46,6 +52,8 @@ def run(
         os.environ["KUBECONFIG"] = kubeconfig
     if router_image:
         os.environ["SEAWAY_ROUTER_IMAGE"] = router_image
+    if prometheus_url:
+        os.environ["SEAWAY_PROMETHEUS_URL"] = prometheus_url
     os.environ["SEAWAY_WORKERS"] = str(workers)
     from seaway.handlers import operator
 

@@ -10,13 +10,16 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from seaway import metrics
 from seaway.api.modeldeployment import ModelDeployment
 from seaway.api.retrainjob import RetrainJob
 from seaway.handlers import notify
 from seaway.k8s import traffic
 from seaway.k8s.kube import APPLIED_HASH, Conflict, Kube, Manifest
 from seaway.k8s.kube import stamp as kube_stamp
-from seaway.planning import children, revisions
+from seaway.metrics.prometheus import Prometheus
+from seaway.planning import analysis, children, revisions
+from seaway.planning.analysis import Measurement
 from seaway.planning.rollout import Observed, Plan, plan
 
 logger = logging.getLogger(__name__)
@@ -30,6 +33,8 @@ class Settings:
 
     router_image: str = "ghcr.io/seaway-dev/seaway-server:0.1.0"
     router_service_account: str | None = None
+    #: Default Prometheus for analysis when a ModelDeployment names none.
+    prometheus_url: str | None = None
     webhook_timeout: float = 5.0
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
@@ -86,6 +91,37 @@ def observe(kube: Kube, md: ModelDeployment) -> tuple[dict[int, Observed], dict[
             ready=int(deployment.get("status", {}).get("readyReplicas") or 0)
         )
     return observed, live
+
+
+def measure_if_due(md: ModelDeployment, settings: Settings, now: datetime) -> Measurement | None:
+    """The canary's metrics over the last interval, when the analysis needs them now."""
+    rollout = md.spec.rollout
+    canary = md.status.canary_revision
+    if (
+        rollout is None
+        or rollout.strategy != "Canary"
+        or rollout.analysis is None
+        or canary is None
+    ):
+        return None
+    spec = rollout.analysis
+    if not analysis.due(spec, md.status.analysis, canary, now):
+        return None
+    configured = spec.provider.prometheus if spec.provider is not None else None
+    address = configured.address if configured is not None else settings.prometheus_url
+    if address is None:
+        return Measurement(
+            problem="no Prometheus address: set rollout.analysis.provider.prometheus.address"
+            " or the operator's --prometheus-url"
+        )
+    provider: metrics.Provider = Prometheus(address)
+    return provider.measure(
+        namespace=md.metadata.namespace,
+        name=md.metadata.name,
+        canary=canary,
+        stable=md.status.stable_revision,
+        window=spec.interval,
+    )
 
 
 def backend_for(kube: Kube, md: ModelDeployment, settings: Settings) -> traffic.TrafficBackend:
@@ -186,6 +222,7 @@ def reconcile(kube: Kube, namespace: str, name: str, settings: Settings) -> floa
         except ValidationError as exc:
             logger.warning("ModelDeployment %s/%s cannot be parsed: %s", namespace, name, exc)
             return None
+        now = settings.clock()
         model, blocked = resolve(kube, md)
         observed, live = observe(kube, md)
         result = plan(
@@ -194,8 +231,9 @@ def reconcile(kube: Kube, namespace: str, name: str, settings: Settings) -> floa
             generation=md.metadata.generation,
             model=model,
             observed=observed,
-            now=settings.clock(),
+            now=now,
             blocked=blocked,
+            measurement=measure_if_due(md, settings, now),
         )
         act(kube, md, result, live, settings)
         status = result.status.to_wire()

@@ -16,6 +16,7 @@ import kopf
 
 from seaway.handlers import modeldeployment
 from seaway.handlers.workqueue import WorkQueue
+from seaway.k8s.cache import CachedKube, Store
 from seaway.k8s.kube import Kube, load_api_client
 from seaway.planning import children
 
@@ -28,6 +29,7 @@ def settings_from_env() -> modeldeployment.Settings:
     settings = modeldeployment.Settings()
     settings.router_image = os.environ.get("SEAWAY_ROUTER_IMAGE", settings.router_image)
     settings.router_service_account = os.environ.get("SEAWAY_ROUTER_SERVICE_ACCOUNT") or None
+    settings.prometheus_url = os.environ.get("SEAWAY_PROMETHEUS_URL") or None
     return settings
 
 
@@ -44,7 +46,9 @@ async def start(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: Any) -> N
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
     settings.execution.max_workers = int(os.environ.get("SEAWAY_WORKERS", "8"))
-    kube = Kube(load_api_client(os.environ.get("KUBECONFIG")))
+    store = Store(children.MD_LABEL)
+    memo["store"] = store
+    kube = CachedKube(Kube(load_api_client(os.environ.get("KUBECONFIG"))), store, children.MD_LABEL)
     md_settings = settings_from_env()
 
     async def work(key: Hashable) -> float | None:
@@ -74,18 +78,42 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
 
 @kopf.on.event(GROUP, VERSION, "modeldeployments")
 async def on_model_deployment(
-    *, type: str, name: str, namespace: str | None, memo: Any, **_: Any
+    *, type: str, event: Any, name: str, namespace: str | None, memo: Any, **_: Any
 ) -> None:
-    if type != "DELETED" and "queue" in memo:
-        memo["queue"].add((namespace, name))
+    if "store" not in memo:
+        return
+    if type == "DELETED":
+        memo["store"].delete("ModelDeployment", namespace or "", name)
+        return
+    memo["store"].put("ModelDeployment", event["object"])
+    memo["queue"].add((namespace, name))
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={children.MD_LABEL: kopf.PRESENT})
 async def on_revision_deployment(
-    *, labels: Mapping[str, str], namespace: str | None, memo: Any, **_: Any
+    *, type: str, event: Any, labels: Mapping[str, str], namespace: str | None, memo: Any, **_: Any
 ) -> None:
+    _remember(memo, "Deployment", type, event)
     if "queue" in memo:
         memo["queue"].add((namespace, labels[children.MD_LABEL]))
+
+
+@kopf.on.event("", "v1", "configmaps", labels={children.MD_LABEL: kopf.PRESENT})
+async def on_router_configmap(*, type: str, event: Any, memo: Any, **_: Any) -> None:
+    """Only cached: the router's ConfigMap is read back to verify the weights."""
+    _remember(memo, "ConfigMap", type, event)
+
+
+def _remember(memo: Any, kind: str, type: str, event: Any) -> None:
+    store = memo.get("store")
+    if store is None:
+        return
+    body = event["object"]
+    meta = body.get("metadata", {})
+    if type == "DELETED":
+        store.delete(kind, meta.get("namespace", ""), meta.get("name", ""))
+    else:
+        store.put(kind, body)
 
 
 @kopf.on.event(GROUP, VERSION, "retrainjobs")

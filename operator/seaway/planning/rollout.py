@@ -21,6 +21,8 @@ from typing import Literal
 
 from seaway import conditions
 from seaway.api.modeldeployment import (
+    Analysis,
+    AnalysisStatus,
     HandledActions,
     ModelDeploymentSpec,
     ModelDeploymentStatus,
@@ -28,6 +30,7 @@ from seaway.api.modeldeployment import (
     Step,
     WeightStatus,
 )
+from seaway.planning import analysis
 from seaway.planning import revisions as revs
 from seaway.planning.durations import format_time, parse_duration, parse_time
 
@@ -88,7 +91,9 @@ class _Pass:
         observed: dict[int, Observed],
         now: datetime,
         blocked: tuple[str, str] | None,
+        measurement: analysis.Measurement | None,
     ) -> None:
+        self.measurement = measurement
         self.spec = spec
         self.st = status.model_copy(deep=True)
         self.generation = generation
@@ -241,6 +246,7 @@ class _Pass:
             desired.fate = "Canary"
             desired.ready_at = None  # a revision coming back from zero must become ready anew
             desired.finished_at = None
+            self.st.analysis = None
             self.event("Normal", "RolloutStarted", f"Started rolling out revision {desired.number}")
         ready = self.ready(desired.number)
         if ready > 0 and desired.ready_at is None:
@@ -266,7 +272,62 @@ class _Pass:
             return
         if desired.ready_at is None:
             self.requeue(deadline - elapsed)
+        if self.analyse(desired):
+            return
         self.walk(desired, ready)
+
+    def analysis_spec(self) -> Analysis | None:
+        rollout = self.spec.rollout
+        if rollout is None or rollout.strategy != "Canary":
+            return None
+        return rollout.analysis
+
+    def analyse(self, desired: RevisionStatus) -> bool:
+        """Record a measurement of the canary, if one was taken; True when it reverted."""
+        spec = self.analysis_spec()
+        if spec is None:
+            return False
+        state = (
+            self.st.analysis
+            if self.st.analysis and self.st.analysis.revision == desired.number
+            else None
+        )
+        if self.measurement is not None:
+            state = analysis.record(spec, state, desired.number, self.measurement, self.now)
+            self.st.analysis = state
+            if state.failures >= spec.failure_limit:
+                why = (
+                    f"analysis failed {state.failures} time(s) (failureLimit {spec.failure_limit}):"
+                    f" {state.message}"
+                )
+                self.revert(desired, "Failed", "AnalysisFailed", why)
+                return True
+            if state.no_data_in_a_row >= spec.no_data_limit:
+                why = (
+                    f"no usable metrics for {state.no_data_in_a_row} intervals"
+                    f" (noDataLimit {spec.no_data_limit}): {state.message}"
+                )
+                self.revert(desired, "Failed", "AnalysisInconclusive", why)
+                return True
+        if state is None and (self.st.canary_weight or 0) > 0:
+            # The canary has had traffic since the last pass: the first interval starts now.
+            state = AnalysisStatus(revision=desired.number, started_at=self.now_s)
+            self.st.analysis = state
+        if state is not None:
+            self.requeue(max(analysis.seconds_until_due(spec, state, self.now), 1.0))
+        return False
+
+    def analysis_allows(self, *, promotion: bool) -> bool:
+        """Steps hold on missing data; promotion needs a passing measurement."""
+        spec = self.analysis_spec()
+        if spec is None:
+            return True
+        state = self.st.analysis
+        if state is None or state.revision != self.st.canary_revision:
+            return not promotion
+        if promotion:
+            return state.last_result == "Pass"
+        return state.last_result != "NoData"
 
     def walk(self, desired: RevisionStatus, ready: int) -> None:
         stable = self.st.stable_revision
@@ -307,7 +368,7 @@ class _Pass:
             self.st.step_started_at = self.now_s
         index = self.st.current_step_index or 0
         promote_once = "promote" in self.new_tokens
-        while index < len(steps):
+        while index < len(steps) and self.analysis_allows(promotion=False):
             step = steps[index]
             if step.set_weight is not None:
                 if ready == 0:
@@ -341,7 +402,7 @@ class _Pass:
         if ready == 0:
             weight = 0
         if index >= len(steps):
-            if fully_ready:
+            if fully_ready and self.analysis_allows(promotion=True):
                 self.promote(desired)
                 return
             self.requeue(POLL_SECONDS)
@@ -497,11 +558,13 @@ def plan(
     observed: dict[int, Observed],
     now: datetime,
     blocked: tuple[str, str] | None = None,
+    measurement: analysis.Measurement | None = None,
 ) -> Plan:
     """One reconcile pass for a ModelDeployment, without any I/O.
 
     ``blocked`` is a problem found outside the spec (a missing Secret, an unknown RetrainJob):
     no new rollout starts, the stable revision keeps serving, and Ready is False with its reason.
+    ``measurement`` is the canary's metrics over the last analysis interval, when one was due.
     """
     return _Pass(
         spec=spec,
@@ -511,4 +574,5 @@ def plan(
         observed=observed,
         now=now,
         blocked=blocked,
+        measurement=measurement,
     ).run()

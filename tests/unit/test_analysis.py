@@ -1,0 +1,118 @@
+"""Metric analysis: the verdict table, and how the rollout acts on it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from seaway.api.modeldeployment import Analysis
+from seaway.planning.analysis import Measurement, due, judge
+from tests.unit.test_rollout_plan import D1, D2, Sim, spec
+
+ABS = Analysis.model_validate({"maxErrorRatio": "0.05", "maxLatencyP99Ms": 250, "minRequests": 100})
+REL = Analysis.model_validate(
+    {"maxErrorRatio": "0.02", "maxLatencyP99Ms": 50, "minRequests": 100, "comparison": "Relative"}
+)
+
+
+@pytest.mark.parametrize(
+    "analysis,m,result,fragment",
+    [
+        (ABS, Measurement(requests=1000, errors=10, latency_p99_ms=120), "Pass", "error ratio 0.01"),
+        (ABS, Measurement(requests=1000, errors=300, latency_p99_ms=120), "Fail", "error ratio 0.3 > maxErrorRatio 0.05"),
+        (ABS, Measurement(requests=1000, errors=0, latency_p99_ms=400), "Fail", "p99 400ms > maxLatencyP99Ms 250"),
+        (ABS, Measurement(requests=99, errors=99), "NoData", "99 requests < minRequests 100"),
+        (ABS, Measurement(problem="connection refused"), "NoData", "metrics unavailable: connection refused"),
+        (REL, Measurement(requests=1000, errors=40, latency_p99_ms=300, stable_requests=1000, stable_errors=30, stable_latency_p99_ms=280), "Pass", "requests"),
+        (REL, Measurement(requests=1000, errors=60, stable_requests=1000, stable_errors=30), "Fail", "exceeds stable's 0.03"),
+        (REL, Measurement(requests=1000, errors=0, latency_p99_ms=400, stable_requests=1000, stable_latency_p99_ms=300), "Fail", "p99 400ms exceeds stable's 300ms"),
+    ],
+)  # fmt: skip
+def test_judge(analysis: Analysis, m: Measurement, result: str, fragment: str) -> None:
+    verdict, message = judge(analysis, m)
+    assert verdict == result
+    assert fragment in message
+
+
+def canary_with_analysis(**analysis: Any) -> Any:
+    settings = {"interval": "30s", "maxErrorRatio": "0.05", "minRequests": 100, "failureLimit": 2}
+    settings.update(analysis)
+    rollout = {
+        "strategy": "Canary",
+        "steps": [{"setWeight": 20}, {"pause": {"duration": "1m"}}],
+        "progressDeadlineSeconds": 120,
+        "analysis": settings,
+    }
+    return spec(D2, rollout=rollout)
+
+
+def start_canary(sim: Sim, s: Any) -> None:
+    sim.step(spec(D1))
+    sim.ready[1] = 2
+    sim.step(spec(D1), after=5)
+    sim.ready[2] = 2
+    p = sim.step(s)
+    assert p.weights == {1: 80, 2: 20}
+    sim.step(s, after=1)  # the canary has had traffic: the analysis clock starts
+    assert sim.status.analysis is not None and sim.status.analysis.runs == 0
+
+
+def measure(sim: Sim, s: Any, m: Measurement, after: float = 30) -> Any:
+    from seaway.planning import revisions
+    from seaway.planning.rollout import Observed, plan
+
+    sim.now = sim.now.__class__.fromtimestamp(sim.now.timestamp() + after, sim.now.tzinfo)
+    assert sim.status.analysis is not None
+    assert due(s.rollout.analysis, sim.status.analysis, 2, sim.now)
+    result = plan(
+        s,
+        sim.status,
+        generation=1,
+        model=revisions.resolve_model(s),
+        observed={n: Observed(ready=r) for n, r in sim.ready.items()},
+        now=sim.now,
+        measurement=m,
+    )
+    sim.status = result.status
+    sim.events += [e.reason for e in result.events]
+    return result
+
+
+def test_failed_analysis_reverts_with_values_and_thresholds() -> None:
+    sim, s = Sim(), canary_with_analysis()
+    start_canary(sim, s)
+    bad = Measurement(requests=500, errors=150, latency_p99_ms=80)
+    p = measure(sim, s, bad)
+    assert p.weights == {1: 80, 2: 20}, "one failure is below failureLimit 2"
+    p = measure(sim, s, bad)
+    assert p.weights == {1: 100}
+    assert sim.fate(2) == "Failed"
+    revision = [r for r in sim.status.revisions if r.number == 2][0]
+    assert revision.reason == "AnalysisFailed"
+    assert "error ratio 0.3 > maxErrorRatio 0.05" in (revision.message or "")
+    assert "failureLimit 2" in (revision.message or "")
+    assert p.notifications[0]["reason"] == "AnalysisFailed"
+    assert "error ratio 0.3" in str(p.notifications[0]["message"])
+
+
+def test_missing_data_holds_and_never_promotes_then_aborts() -> None:
+    sim, s = Sim(), canary_with_analysis(noDataLimit=3)
+    start_canary(sim, s)
+    empty = Measurement(requests=3)
+    p = measure(sim, s, empty, after=61)  # the pause is over, but there is no data: hold
+    assert sim.status.current_step_index == 1 and p.weights == {1: 80, 2: 20}
+    measure(sim, s, empty)
+    assert sim.status.canary_revision == 2
+    p = measure(sim, s, empty)
+    assert p.weights == {1: 100}
+    assert [r.reason for r in sim.status.revisions if r.number == 2] == ["AnalysisInconclusive"]
+
+
+def test_passing_analysis_promotes_after_the_steps() -> None:
+    sim, s = Sim(), canary_with_analysis()
+    start_canary(sim, s)
+    good = Measurement(requests=1000, errors=1, latency_p99_ms=20)
+    p = measure(sim, s, good, after=61)
+    assert sim.status.stable_revision == 2 and p.weights == {2: 100}
+    assert sim.status.analysis is not None and sim.status.analysis.last_result == "Pass"
