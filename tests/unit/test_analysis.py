@@ -16,19 +16,21 @@ REL = Analysis.model_validate(
 )
 
 
-@pytest.mark.parametrize(
-    "analysis,m,result,fragment",
-    [
-        (ABS, Measurement(requests=1000, errors=10, latency_p99_ms=120), "Pass", "error ratio 0.01"),
-        (ABS, Measurement(requests=1000, errors=300, latency_p99_ms=120), "Fail", "error ratio 0.3 > maxErrorRatio 0.05"),
-        (ABS, Measurement(requests=1000, errors=0, latency_p99_ms=400), "Fail", "p99 400ms > maxLatencyP99Ms 250"),
-        (ABS, Measurement(requests=99, errors=99), "NoData", "99 requests < minRequests 100"),
-        (ABS, Measurement(problem="connection refused"), "NoData", "metrics unavailable: connection refused"),
-        (REL, Measurement(requests=1000, errors=40, latency_p99_ms=300, stable_requests=1000, stable_errors=30, stable_latency_p99_ms=280), "Pass", "requests"),
-        (REL, Measurement(requests=1000, errors=60, stable_requests=1000, stable_errors=30), "Fail", "exceeds stable's 0.03"),
-        (REL, Measurement(requests=1000, errors=0, latency_p99_ms=400, stable_requests=1000, stable_latency_p99_ms=300), "Fail", "p99 400ms exceeds stable's 300ms"),
-    ],
-)  # fmt: skip
+M = Measurement
+STABLE = {"stable_requests": 1000, "stable_errors": 30, "stable_latency_p99_ms": 280}
+CASES = [
+    (ABS, M(requests=1000, errors=10, latency_p99_ms=120), "Pass", "error ratio 0.01"),
+    (ABS, M(requests=1000, errors=300), "Fail", "error ratio 0.3 > maxErrorRatio 0.05"),
+    (ABS, M(requests=1000, latency_p99_ms=400), "Fail", "p99 400ms > maxLatencyP99Ms 250"),
+    (ABS, M(requests=99, errors=99), "NoData", "99 requests < minRequests 100"),
+    (ABS, M(problem="refused"), "NoData", "metrics unavailable: refused"),
+    (REL, M(requests=1000, errors=40, latency_p99_ms=300, **STABLE), "Pass", "requests"),
+    (REL, M(requests=1000, errors=60, **STABLE), "Fail", "exceeds stable's 0.03"),
+    (REL, M(requests=1000, latency_p99_ms=400, **STABLE), "Fail", "exceeds stable's 280ms"),
+]
+
+
+@pytest.mark.parametrize("analysis,m,result,fragment", CASES)
 def test_judge(analysis: Analysis, m: Measurement, result: str, fragment: str) -> None:
     verdict, message = judge(analysis, m)
     assert verdict == result
@@ -88,7 +90,7 @@ def test_failed_analysis_reverts_with_values_and_thresholds() -> None:
     p = measure(sim, s, bad)
     assert p.weights == {1: 100}
     assert sim.fate(2) == "Failed"
-    revision = [r for r in sim.status.revisions if r.number == 2][0]
+    revision = next(r for r in sim.status.revisions if r.number == 2)
     assert revision.reason == "AnalysisFailed"
     assert "error ratio 0.3 > maxErrorRatio 0.05" in (revision.message or "")
     assert "failureLimit 2" in (revision.message or "")
