@@ -30,14 +30,19 @@ def rj(**extra: Any) -> RetrainJobSpec:
 def result(candidate: float, incumbent: float | None = 0.82, metric: str = "roc_auc") -> str:
     return json.dumps(
         {
-            "version": 1,
+            "schema": "seaway.dev/train-result/v1",
+            "status": "Succeeded",
             "bundle": {
                 "uri": "s3://models/churn/run-1/",
                 "digest": DIGEST,
                 "format": "sklearn-joblib",
             },
             "metric": metric,
-            "scores": {"candidate": candidate, "incumbent": incumbent},
+            "candidate": {"score": str(candidate)},
+            "incumbent": {
+                "uri": "s3://models/churn/run-0/",
+                "score": None if incumbent is None else str(incumbent),
+            },
         }
     )
 
@@ -208,3 +213,23 @@ def test_a_missing_model_deployment_is_reported_and_no_run_starts() -> None:
     sim = Sim()
     p = sim.step(rj(runNow="t1"), target=False)
     assert p.start == [] and sim.cond("Ready") == ("False", "ModelDeploymentNotFound")
+
+
+def test_a_failure_result_document_gives_its_reason_and_message() -> None:
+    sim = Sim()
+    sim.step(rj(runNow="t1"))
+    document = {
+        "schema": "seaway.dev/train-result/v1",
+        "status": "Failed",
+        "reason": "MissingTarget",
+        "message": "target column 'churned' is not in the dataset",
+    }
+    sim.jobs[1] = JobObservation(
+        "Failed", message=json.dumps(document), reason="BackoffLimitExceeded"
+    )
+    sim.step(rj(runNow="t1"), after=60)
+    run = sim.status.runs[0]
+    assert (run.reason, run.message) == (
+        "MissingTarget",
+        "target column 'churned' is not in the dataset",
+    )

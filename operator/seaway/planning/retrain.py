@@ -30,7 +30,7 @@ from seaway.planning.rollout import Event
 
 #: Metrics where a smaller value is better: the gate compares them the other way round.
 LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae"})
-RESULT_VERSION = 1
+RESULT_SCHEMA = "seaway.dev/train-result/v1"
 
 
 @dataclass(frozen=True)
@@ -67,28 +67,46 @@ def job_name(rj_name: str, number: int) -> str:
 
 
 def parse_result(text: str | None) -> TrainResult | str:
-    """The trainer's result from its termination message, or why it cannot be used."""
-    if not text:
+    """The trainer's result (``seaway.dev/train-result/v1``, docs/trainer.md) from the last line
+    of its termination message, or why it cannot be used."""
+    if not text or not text.strip():
         return "the trainer wrote no result"
     line = text.strip().splitlines()[-1]
     try:
         body: dict[str, Any] = json.loads(line)
+        if body.get("schema") != RESULT_SCHEMA:
+            return f"unsupported result schema {body.get('schema')!r} (expected {RESULT_SCHEMA})"
+        if body.get("status") != "Succeeded":
+            return str(
+                body.get("message") or body.get("reason") or "the trainer reported a failure"
+            )
         bundle = body["bundle"]
-        scores = body["scores"]
-        version = body.get("version", RESULT_VERSION)
-        if version != RESULT_VERSION:
-            return f"unsupported result version {version}"
-        incumbent = scores.get("incumbent")
+        incumbent = (body.get("incumbent") or {}).get("score")
         return TrainResult(
             uri=str(bundle["uri"]),
             digest=str(bundle["digest"]),
-            format=str(bundle.get("format", "sklearn-joblib")),
+            format=str(bundle.get("format") or "sklearn-joblib"),
             metric=str(body["metric"]),
-            candidate_score=Decimal(str(scores["candidate"])),
+            candidate_score=Decimal(str(body["candidate"]["score"])),
             incumbent_score=Decimal(str(incumbent)) if incumbent is not None else None,
         )
     except (ValueError, KeyError, TypeError, InvalidOperation) as exc:
         return f"unreadable trainer result ({type(exc).__name__}: {exc})"
+
+
+def failure(text: str | None) -> tuple[str | None, str]:
+    """(reason, one line) of a failed run, from a result document or a plain last line."""
+    lines = (text or "").strip().splitlines()
+    if not lines:
+        return None, "the training Job failed without a message"
+    last = lines[-1].strip()
+    try:
+        body = json.loads(last)
+    except ValueError:
+        return None, last
+    if isinstance(body, dict) and body.get("schema") == RESULT_SCHEMA:
+        return body.get("reason"), str(body.get("message") or body.get("reason") or last)
+    return None, last
 
 
 def gate(spec: RetrainJobSpec, result: TrainResult) -> tuple[bool, str]:
@@ -176,9 +194,10 @@ class _Pass:
             return
         run.finished_at = self.now_s
         if job.state == "Failed":
+            reason, message = failure(job.message)
             run.result, run.decision = "Failed", "NotPromoted"
-            run.reason = job.reason or "JobFailed"
-            run.message = (job.message or "the training Job failed").strip().splitlines()[-1][:1024]
+            run.reason = reason or job.reason or "JobFailed"
+            run.message = message[:1024]
             self.event("Warning", "RunFailed", f"Run {run.number} failed: {run.message}")
             self.notify("RunFailed", run, run.message)
             return
@@ -378,3 +397,149 @@ def plan(
         now=now,
         target_exists=target_exists,
     ).run()
+
+
+RETRAIN_LABEL = "seaway.dev/retrain-job"
+RUN_LABEL = "seaway.dev/run"
+TERMINATION_LOG = "/dev/termination-log"
+
+
+@dataclass(frozen=True)
+class Incumbent:
+    """The model now in production, scored on the same holdout as the candidate."""
+
+    uri: str
+    digest: str | None
+
+
+def training_job(
+    *,
+    rj_name: str,
+    rj_uid: str,
+    namespace: str,
+    spec: RetrainJobSpec,
+    run: RunStatus,
+    incumbent: Incumbent | None,
+    default_image: str,
+) -> dict[str, Any]:
+    """The Job of one run. The built-in trainer is configured through ``SEAWAY_TRAIN_*``
+    environment variables (docs/trainer.md); a custom trainer gets the same variables it may
+    use, and must write the same result JSON to the termination message."""
+    env: dict[str, str] = {
+        "SEAWAY_TRAIN_OUTPUT_URI": spec.output.uri,
+        "SEAWAY_TRAIN_RUN_ID": f"run-{run.number}",
+        "SEAWAY_TRAIN_NAME": spec.model_deployment,
+        "SEAWAY_TRAIN_RESULT_PATH": TERMINATION_LOG,
+        "SEAWAY_TRAIN_TERMINATION_LOG": TERMINATION_LOG,
+        "SEAWAY_TRAIN_WORK_DIR": "/tmp/seaway-train",
+    }
+    if spec.dataset is not None:
+        dataset = spec.dataset
+        env["SEAWAY_TRAIN_DATASET_URI"] = dataset.uri
+        env["SEAWAY_TRAIN_TARGET"] = dataset.target
+        if dataset.format:
+            env["SEAWAY_TRAIN_DATASET_FORMAT"] = dataset.format
+        if dataset.features:
+            env["SEAWAY_TRAIN_FEATURES"] = json.dumps(dataset.features)
+        if dataset.timestamp_column:
+            env["SEAWAY_TRAIN_TIMESTAMP_COLUMN"] = dataset.timestamp_column
+    if spec.estimator is not None:
+        env["SEAWAY_TRAIN_ESTIMATOR"] = spec.estimator.import_path
+        env["SEAWAY_TRAIN_PARAMS"] = json.dumps(spec.estimator.params or {}, sort_keys=True)
+    validation = spec.validation
+    if validation is not None:
+        env["SEAWAY_TRAIN_SPLIT"] = validation.split
+        env["SEAWAY_TRAIN_TEST_FRACTION"] = validation.test_fraction
+        env["SEAWAY_TRAIN_WINDOWS"] = str(validation.windows)
+        env["SEAWAY_TRAIN_METRIC"] = validation.metric
+        if validation.cutoff:
+            env["SEAWAY_TRAIN_CUTOFF"] = validation.cutoff
+        if validation.min_score:
+            env["SEAWAY_TRAIN_MIN_SCORE"] = validation.min_score
+        if validation.min_improvement:
+            env["SEAWAY_TRAIN_MIN_IMPROVEMENT"] = validation.min_improvement
+    if incumbent is not None:
+        env["SEAWAY_TRAIN_INCUMBENT_URI"] = incumbent.uri
+        if incumbent.digest:
+            env["SEAWAY_TRAIN_INCUMBENT_DIGEST"] = incumbent.digest
+        else:
+            env["SEAWAY_TRAIN_INCUMBENT_ALLOW_UNVERIFIED"] = "true"
+    container: dict[str, Any] = {
+        "name": "trainer",
+        "image": spec.trainer_image or default_image,
+        "args": ["seaway-train"],
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+    custom = spec.custom_trainer
+    if custom is not None:
+        container["image"] = custom.image
+        container["command"] = list(custom.command)
+        container["args"] = list(custom.args or [])
+        env.update({e.name: e.value for e in custom.env or []})
+    container["env"] = [{"name": k, "value": v} for k, v in sorted(env.items())]
+    secrets = [
+        ref.name
+        for ref in (
+            spec.dataset.secret_ref if spec.dataset else None,
+            spec.output.secret_ref,
+        )
+        if ref is not None
+    ]
+    if secrets:
+        container["envFrom"] = [{"secretRef": {"name": s}} for s in dict.fromkeys(secrets)]
+    if spec.resources is not None:
+        container["resources"] = spec.resources.to_wire()
+    labels = {
+        "app.kubernetes.io/name": "seaway",
+        "app.kubernetes.io/instance": rj_name,
+        "app.kubernetes.io/managed-by": "seaway",
+        "app.kubernetes.io/component": "trainer",
+        RETRAIN_LABEL: rj_name,
+        RUN_LABEL: str(run.number),
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": run.job_name,
+            "namespace": namespace,
+            "labels": labels,
+            "ownerReferences": [
+                {
+                    "apiVersion": "seaway.dev/v1alpha1",
+                    "kind": "RetrainJob",
+                    "name": rj_name,
+                    "uid": rj_uid,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": {
+            "backoffLimit": spec.backoff_limit,
+            "activeDeadlineSeconds": spec.active_deadline_seconds,
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [container],
+                    "volumes": [{"name": "tmp", "emptyDir": {}}],
+                },
+            },
+        },
+    }
