@@ -300,13 +300,74 @@ def file_name(kind: Kind) -> str:
     return f"{common.GROUP}_{kind.plural}.yaml"
 
 
+APPROVAL_POLICY = "seaway-approvals"
+APPROVAL_POLICY_FILE = "seaway.dev_approval-policy.yaml"
+
+
+def approval_policy() -> list[dict[str, Any]]:
+    """A ValidatingAdmissionPolicy (and its binding) that makes ``spec.approvals`` trustworthy.
+
+    A new or changed approval entry must name the user who writes it, as the API server
+    authenticated them; entries already present may stay as they are. Status writes (the
+    operator's) go to the ``/status`` subresource and are not matched.
+    """
+    rule = (
+        "!has(object.spec.approvals) || object.spec.approvals.all(a,"
+        " a.approver == request.userInfo.username"
+        " || (oldObject != null && has(oldObject.spec.approvals)"
+        " && oldObject.spec.approvals.exists(o, o.run == a.run && o.decision == a.decision"
+        " && o.approver == a.approver)))"
+    )
+    policy = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": APPROVAL_POLICY, "labels": {"app.kubernetes.io/part-of": "seaway"}},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {
+                "resourceRules": [
+                    {
+                        "apiGroups": [common.GROUP],
+                        "apiVersions": [common.VERSION],
+                        "operations": ["CREATE", "UPDATE"],
+                        "resources": [retrainjob.PLURAL],
+                    }
+                ]
+            },
+            "validations": [
+                {
+                    "expression": rule,
+                    "messageExpression": (
+                        "'spec.approvals: a new approval must name its author: approver must be '"
+                        " + request.userInfo.username"
+                    ),
+                    "reason": "Forbidden",
+                }
+            ],
+        },
+    }
+    binding = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": APPROVAL_POLICY, "labels": {"app.kubernetes.io/part-of": "seaway"}},
+        "spec": {"policyName": APPROVAL_POLICY, "validationActions": ["Deny"]},
+    }
+    return [policy, binding]
+
+
+def render_policy() -> str:
+    docs = [yaml.safe_dump(d, sort_keys=False, width=100) for d in approval_policy()]
+    return HEADER + "---\n".join(docs)
+
+
 def outputs(root: Path) -> dict[Path, str]:
     """Every generated file and its content, for both ``crds/`` and the chart's copy."""
     files = {}
-    for kind in KINDS:
-        text = render(kind)
-        files[root / "crds" / file_name(kind)] = text
-        files[root / "charts" / "seaway" / "files" / "crds" / file_name(kind)] = text
+    texts = {file_name(kind): render(kind) for kind in KINDS}
+    texts[APPROVAL_POLICY_FILE] = render_policy()
+    for name, text in texts.items():
+        files[root / "crds" / name] = text
+        files[root / "charts" / "seaway" / "files" / "crds" / name] = text
     return files
 
 

@@ -145,6 +145,9 @@ def up(name: str, timeout: float, with_operator: bool) -> None:
         sys.exit(130)
     try:
         started.install_crds(_crds_text())
+        from seaway import crdgen
+
+        started.kubectl("apply", "--server-side", "-f", "-", input=crdgen.render_policy())
     except (plane.PlaneError, OSError) as exc:
         started.stop()
         message = exc.one_line() if isinstance(exc, plane.PlaneError) else str(exc)

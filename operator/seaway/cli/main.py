@@ -10,7 +10,7 @@ from __future__ import annotations
 import click
 
 from seaway import __version__
-from seaway.cli import rollout
+from seaway.cli import retrain, rollout
 from seaway.cli.bundle import bundle
 from seaway.cli.cluster import cluster
 from seaway.cli.operator_cmd import operator_group
@@ -35,7 +35,7 @@ def crds() -> None:
 main.add_command(cluster)
 main.add_command(bundle)
 main.add_command(operator_group)
-for _command in rollout.COMMANDS:
+for _command in [*rollout.COMMANDS, *retrain.COMMANDS]:
     main.add_command(_command)
 
 if __name__ == "__main__":

@@ -32,6 +32,8 @@ class Settings:
     """Operator-wide settings (flags of ``seaway operator run`` / chart values)."""
 
     router_image: str = "ghcr.io/seaway-dev/seaway-server:0.1.0"
+    #: Image of the built-in trainer (the server image carries ``seaway-train``).
+    trainer_image: str = "ghcr.io/seaway-dev/seaway-server:0.1.0"
     router_service_account: str | None = None
     #: Default Prometheus for analysis when a ModelDeployment names none.
     prometheus_url: str | None = None

@@ -14,11 +14,12 @@ from typing import Any
 
 import kopf
 
-from seaway.handlers import modeldeployment
+from seaway.handlers import modeldeployment, retrainjob
 from seaway.handlers.workqueue import WorkQueue
 from seaway.k8s.cache import CachedKube, Store
 from seaway.k8s.kube import Kube, load_api_client
 from seaway.planning import children
+from seaway.planning.retrain import RETRAIN_LABEL
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ def settings_from_env() -> modeldeployment.Settings:
     settings.router_image = os.environ.get("SEAWAY_ROUTER_IMAGE", settings.router_image)
     settings.router_service_account = os.environ.get("SEAWAY_ROUTER_SERVICE_ACCOUNT") or None
     settings.prometheus_url = os.environ.get("SEAWAY_PROMETHEUS_URL") or None
+    settings.trainer_image = os.environ.get("SEAWAY_TRAINER_IMAGE", settings.trainer_image)
     return settings
 
 
@@ -51,13 +53,14 @@ async def start(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: Any) -> N
     kube = CachedKube(Kube(load_api_client(os.environ.get("KUBECONFIG"))), store, children.MD_LABEL)
     md_settings = settings_from_env()
 
+    reconcilers = {"ModelDeployment": modeldeployment.reconcile, "RetrainJob": retrainjob.reconcile}
+
     async def work(key: Hashable) -> float | None:
         assert isinstance(key, tuple)
-        namespace: str = key[0]
-        name: str = key[1]
-        return await asyncio.to_thread(
-            modeldeployment.reconcile, kube, namespace, name, md_settings
-        )
+        kind: str = key[0]
+        namespace: str = key[1]
+        name: str = key[2]
+        return await asyncio.to_thread(reconcilers[kind], kube, namespace, name, md_settings)
 
     queue = WorkQueue(work, concurrency=settings.execution.max_workers or 8)
     queue.start()
@@ -86,7 +89,7 @@ async def on_model_deployment(
         memo["store"].delete("ModelDeployment", namespace or "", name)
         return
     memo["store"].put("ModelDeployment", event["object"])
-    memo["queue"].add((namespace, name))
+    memo["queue"].add(("ModelDeployment", namespace, name))
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={children.MD_LABEL: kopf.PRESENT})
@@ -95,7 +98,7 @@ async def on_revision_deployment(
 ) -> None:
     _remember(memo, "Deployment", type, event)
     if "queue" in memo:
-        memo["queue"].add((namespace, labels[children.MD_LABEL]))
+        memo["queue"].add(("ModelDeployment", namespace, labels[children.MD_LABEL]))
 
 
 @kopf.on.event("", "v1", "configmaps", labels={children.MD_LABEL: kopf.PRESENT})
@@ -117,11 +120,26 @@ def _remember(memo: Any, kind: str, type: str, event: Any) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, "retrainjobs")
-async def on_retrain_job(*, spec: kopf.Spec, namespace: str | None, memo: Any, **_: Any) -> None:
-    """A RetrainJob's promotion changes the model of the ModelDeployment that follows it."""
+async def on_retrain_job(
+    *, type: str, spec: kopf.Spec, name: str, namespace: str | None, memo: Any, **_: Any
+) -> None:
+    """Reconcile the RetrainJob; its promotion also changes the model of the ModelDeployment
+    that follows it."""
+    if "queue" not in memo:
+        return
+    if type != "DELETED":
+        memo["queue"].add(("RetrainJob", namespace, name))
     target = spec.get("modelDeployment")
-    if target and "queue" in memo:
-        memo["queue"].add((namespace, target))
+    if target:
+        memo["queue"].add(("ModelDeployment", namespace, target))
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={RETRAIN_LABEL: kopf.PRESENT})
+async def on_training_job(
+    *, labels: Mapping[str, str], namespace: str | None, memo: Any, **_: Any
+) -> None:
+    if "queue" in memo:
+        memo["queue"].add(("RetrainJob", namespace, labels[RETRAIN_LABEL]))
 
 
 def run(*, namespaces: list[str], verbose: bool = False) -> None:

@@ -219,6 +219,15 @@ class Kube:
         self._wrote()
         return result
 
+    def whoami(self) -> str:
+        """The user name the API server sees for these credentials (``kubectl auth whoami``)."""
+        review = self._call(
+            "POST",
+            "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+            body={"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"},
+        )
+        return str(review["status"]["userInfo"]["username"])
+
     def event(
         self,
         involved: Manifest,
