@@ -18,6 +18,19 @@ from seaway_serving import loader, sources
 from seaway_serving.trainer.errors import FetchFailed, IncumbentRefused
 
 GENERIC_NAME = re.compile(r"^x[0-9]+$")
+#: The server's messages name the server's variables; here the trainer's do the same job.
+RENAMED = {
+    "SEAWAY_MODEL_DIGEST": "SEAWAY_TRAIN_INCUMBENT_DIGEST",
+    "SEAWAY_ALLOW_UNVERIFIED": "SEAWAY_TRAIN_INCUMBENT_ALLOW_UNVERIFIED",
+    "SEAWAY_TRUSTED_TYPES": "SEAWAY_TRAIN_TRUSTED_TYPES",
+    "SEAWAY_MAX_BUNDLE_BYTES": "SEAWAY_TRAIN_MAX_BUNDLE_BYTES",
+}
+_RENAME_RE = re.compile(r"\b(" + "|".join(RENAMED) + r")\b")
+
+
+def _refused(exc: Exception) -> IncumbentRefused:
+    return IncumbentRefused("incumbent refused: "
+                            + _RENAME_RE.sub(lambda m: RENAMED[m.group(1)], str(exc)))
 
 
 def load(uri: str, work_dir: Path, *, digest: str | None, allow_unverified: bool,
@@ -31,11 +44,11 @@ def load(uri: str, work_dir: Path, *, digest: str | None, allow_unverified: bool
     except serving_errors.FetchFailed as exc:
         raise FetchFailed(f"incumbent: {exc}") from None
     except serving_errors.StartupError as exc:
-        raise IncumbentRefused(f"incumbent refused: {exc}") from None
+        raise _refused(exc) from None
     try:
         return loader.load(bundle_dir, policy)
     except serving_errors.StartupError as exc:
-        raise IncumbentRefused(f"incumbent refused: {exc}") from None
+        raise _refused(exc) from None
 
 
 def columns_for(model: loader.LoadedModel, available: Sequence[str],
