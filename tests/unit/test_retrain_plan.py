@@ -233,3 +233,17 @@ def test_a_failure_result_document_gives_its_reason_and_message() -> None:
         "MissingTarget",
         "target column 'churned' is not in the dataset",
     )
+
+
+def test_the_compact_termination_message_form_is_read_too() -> None:
+    compact = {
+        "schema": "seaway.dev/train-result/v1",
+        "status": "Succeeded",
+        "bundle": {"uri": "file:///m/run-1/", "digest": DIGEST, "format": "sklearn-joblib"},
+        "metric": "accuracy",
+        "candidate_score": "0.947368",
+        "incumbent_score": "0.93",
+    }
+    parsed = parse_result("progress line\n" + json.dumps(compact))
+    assert not isinstance(parsed, str)
+    assert (str(parsed.candidate_score), str(parsed.incumbent_score)) == ("0.947368", "0.93")

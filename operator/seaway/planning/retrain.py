@@ -81,13 +81,18 @@ def parse_result(text: str | None) -> TrainResult | str:
                 body.get("message") or body.get("reason") or "the trainer reported a failure"
             )
         bundle = body["bundle"]
-        incumbent = (body.get("incumbent") or {}).get("score")
+        # The full document nests scores; the compact one written to a termination message
+        # (which Kubernetes caps at 4 KiB) flattens them.
+        candidate = (body.get("candidate") or {}).get("score", body.get("candidate_score"))
+        incumbent = (body.get("incumbent") or {}).get("score", body.get("incumbent_score"))
+        if candidate is None:
+            return "the trainer result has no candidate score"
         return TrainResult(
             uri=str(bundle["uri"]),
             digest=str(bundle["digest"]),
             format=str(bundle.get("format") or "sklearn-joblib"),
             metric=str(body["metric"]),
-            candidate_score=Decimal(str(body["candidate"]["score"])),
+            candidate_score=Decimal(str(candidate)),
             incumbent_score=Decimal(str(incumbent)) if incumbent is not None else None,
         )
     except (ValueError, KeyError, TypeError, InvalidOperation) as exc:
