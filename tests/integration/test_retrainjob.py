@@ -55,9 +55,10 @@ class Kubelet:
     def run(self, job: str) -> tuple[int, str]:
         """Run the Job's container as a local process; returns (exit code, termination message)."""
         pod = self.pod_of(job)
-        assert pod is not None, (
-            f"no pod for Job {job}: {[(e.involved_object.kind, e.involved_object.name, e.reason, e.message) for e in self.core.list_namespaced_event(self.namespace).items]}"
-        )
+        if pod is None:
+            events = self.core.list_namespaced_event(self.namespace).items
+            seen = [(e.involved_object.name, e.reason, e.message) for e in events]
+            raise AssertionError(f"no pod for Job {job}; events: {seen}")
         container = pod.spec.containers[0]
         termination = self.work / f"{job}.termination-log"
         env = {e.name: e.value for e in container.env}
