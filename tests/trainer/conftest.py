@@ -113,4 +113,4 @@ def write(frame: pd.DataFrame, path: Path) -> Path:
 
 
 def as_float(frame: pd.DataFrame, columns: list[str] = FEATURES) -> np.ndarray:
-    return frame[columns].to_numpy(dtype=np.float64)
+    return np.asarray(frame[columns].to_numpy(dtype=np.float64), dtype=np.float64)

@@ -10,7 +10,7 @@ names, so a candidate trained on a changed feature list is still compared fairly
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from seaway_serving import errors as serving_errors
@@ -34,13 +34,14 @@ def _refused(exc: Exception) -> IncumbentRefused:
 
 
 def load(uri: str, work_dir: Path, *, digest: str | None, allow_unverified: bool,
-         trusted_types: Sequence[str], max_bytes: int, timeout_s: float) -> loader.LoadedModel:
+         trusted_types: Sequence[str], max_bytes: int, timeout_s: float,
+         env: Mapping[str, str] | None = None) -> loader.LoadedModel:
     limits = sources.Limits(max_bytes=max_bytes, timeout_s=timeout_s)
     policy = loader.Policy(max_bytes=max_bytes, pinned_digest=digest,
                            allow_unverified=allow_unverified,
                            trusted_types=tuple(trusted_types))
     try:
-        bundle_dir = sources.materialize(uri, work_dir, limits)
+        bundle_dir = sources.materialize(uri, work_dir, limits, env)
     except serving_errors.FetchFailed as exc:
         raise FetchFailed(f"incumbent: {exc}") from None
     except serving_errors.StartupError as exc:

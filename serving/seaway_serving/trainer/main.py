@@ -34,7 +34,7 @@ def write_termination_message(path: Path, message: str) -> None:
     if not path.parent.is_dir():
         return
     with contextlib.suppress(OSError):
-        path.write_text(message + "\n")
+        path.write_text(message + "\n", encoding="utf-8")
 
 
 def emit(result: results.TrainResult, result_path: Path | None, termination_log: Path) -> None:
@@ -43,7 +43,7 @@ def emit(result: results.TrainResult, result_path: Path | None, termination_log:
     if result_path is not None:
         try:
             result_path.parent.mkdir(parents=True, exist_ok=True)
-            result_path.write_text(result.to_json(indent=2) + "\n")
+            result_path.write_text(result.to_json(indent=2) + "\n", encoding="utf-8")
         except OSError as exc:
             log.error("Could not write the result to %s: %s", result_path, exc.strerror or exc)
     message = result.summary() if result.status == "Succeeded" else (result.message or "")

@@ -170,15 +170,16 @@ class TrainResult(_Part):
         if self.gate is not None:
             doc["gate_passed"] = self.gate.passed
             doc["gate_reason"] = self.gate.reason
-        text = json.dumps(doc, separators=(",", ":"))
+        text = json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
         while len(text.encode()) > TERMINATION_MESSAGE_MAX and "gate_reason" in doc:
             over = len(text.encode()) - TERMINATION_MESSAGE_MAX
-            cut = doc["gate_reason"][: max(0, len(doc["gate_reason"]) - over - 3)]
-            if cut:
-                doc["gate_reason"] = cut + "..."
+            reason = doc["gate_reason"].encode()
+            keep = len(reason) - over - 3
+            if keep > 0:
+                doc["gate_reason"] = reason[:keep].decode(errors="ignore") + "..."
             else:
                 del doc["gate_reason"]
-            text = json.dumps(doc, separators=(",", ":"))
+            text = json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
         return text
 
 

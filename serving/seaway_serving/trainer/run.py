@@ -146,7 +146,8 @@ def train(settings: TrainSettings) -> results.TrainResult:
     # 2. the data
     with progress.step(f"Fetching dataset {shown(settings.dataset_uri)}", interval):
         fetched = store.fetch(settings.dataset_uri, work / "data",
-                              cap=settings.max_dataset_bytes, timeout_s=settings.fetch_timeout_s)
+                              cap=settings.max_dataset_bytes, timeout_s=settings.fetch_timeout_s,
+                              env=store.env_for("DATASET"))
     log.info("Dataset is %d bytes, %s", fetched.size, fetched.sha256)
     with progress.step(f"Reading {fmt}", interval):
         frame = data.read(fetched.path, fmt, shown(settings.dataset_uri))
@@ -187,7 +188,8 @@ def train(settings: TrainSettings) -> results.TrainResult:
                                   allow_unverified=settings.incumbent_allow_unverified,
                                   trusted_types=settings.trusted_types,
                                   max_bytes=settings.max_bundle_bytes,
-                                  timeout_s=settings.fetch_timeout_s)
+                                  timeout_s=settings.fetch_timeout_s,
+                                  env=store.env_for("INCUMBENT"))
         log.info("Incumbent %s verified: %s", live.manifest.estimator, live.digest)
         live_columns = incumbent.columns_for(live, list(table.frame.columns), table.features)
         if live.manifest.task != task:
@@ -270,8 +272,9 @@ def train(settings: TrainSettings) -> results.TrainResult:
     files = [(manifest.model_file, (bundle_dir / manifest.model_file).read_bytes()),
              (bundle.MANIFEST_FILE, (bundle_dir / bundle.MANIFEST_FILE).read_bytes())]
     with progress.step(f"Publishing the bundle to {shown(settings.output_uri)}", interval):
+        output_env = store.env_for("OUTPUT")
         uri = store.publish(files, settings.output_uri, run_id,
-                            timeout_s=settings.fetch_timeout_s)
+                            timeout_s=settings.fetch_timeout_s, env=output_env)
         result = results.TrainResult(
             status="Succeeded",
             bundle=results.BundleRef(uri=uri, digest=manifest.sha256, format=manifest.format,
@@ -308,6 +311,7 @@ def train(settings: TrainSettings) -> results.TrainResult:
             trainer=f"seaway-train {__version__}", started_at=iso(started),
             finished_at=iso(now_utc()))
         store.publish([(results.RESULT_FILE, (result.to_json(indent=2) + "\n").encode())],
-                      settings.output_uri, run_id, timeout_s=settings.fetch_timeout_s)
+                      settings.output_uri, run_id, timeout_s=settings.fetch_timeout_s,
+                      env=output_env)
     log.info("Published %s (%s)", uri, manifest.sha256)
     return result

@@ -30,6 +30,23 @@ from seaway_serving import sources
 from seaway_serving.trainer.errors import FetchFailed, OutputFailed
 
 CHUNK = 1 << 20
+#: Variables that say how to reach a store. ``SEAWAY_TRAIN_<ROLE>_<NAME>`` overrides ``<NAME>``
+#: for one role (DATASET, INCUMBENT, OUTPUT): the operator passes each secretRef with
+#: ``envFrom.prefix``, so a dataset store and a model store may use different keys.
+STORE_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                   "AWS_REGION", "AWS_DEFAULT_REGION", "SEAWAY_S3_ENDPOINT",
+                   "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
+ROLES = ("DATASET", "INCUMBENT", "OUTPUT")
+
+
+def env_for(role: str, env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment with ``role``'s store variables in place of the shared ones."""
+    base = dict(os.environ if env is None else env)
+    for name in STORE_VARIABLES:
+        value = base.get(f"SEAWAY_TRAIN_{role}_{name}")
+        if value is not None:
+            base[name] = value
+    return base
 
 
 @dataclass(frozen=True)
@@ -152,6 +169,9 @@ def _put(url: str, data: bytes, store: sources._S3Getter, limits: sources.Limits
     for attempt in range(1, limits.attempts + 1):
         req = urllib.request.Request(url, data=data, method="PUT")
         req.add_header("Content-Length", str(len(data)))
+        # urllib would send form encoding, which some stores parse (and so lose) as a form
+        req.add_header("Content-Type", "application/json" if url.endswith(".json")
+                       else "application/octet-stream")
         if store.access_key and store.secret_key:
             for header, value in sources.sign_v4(
                 "PUT", url, region=store.region, service="s3", access_key=store.access_key,
