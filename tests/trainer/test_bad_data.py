@@ -153,3 +153,10 @@ def test_refused_with_one_line(case: Case, train: Any, tmp_path: Path) -> None:
         assert message == expected
     assert result_path.exists() and run.result.message == message
     assert not (tmp_path / "models").exists()
+
+
+def test_a_list_variable_that_is_not_json(train: Any, tmp_path: Path) -> None:
+    run = train({**_base(tmp_path / "never-read.csv"), "SEAWAY_TRAIN_FEATURES": "f0,f1"})
+    assert run.check_one_line_failure(2) == (
+        'invalid setting features (SEAWAY_TRAIN_FEATURES): Input should be a valid list '
+        'written as JSON, e.g. ["a", "b"]')

@@ -8,13 +8,18 @@ of the trainer's code.
 from __future__ import annotations
 
 import decimal
+import functools
+import http.server
 import json
 import math
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pytest
 from sklearn.dummy import DummyClassifier, DummyRegressor
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, roc_auc_score, root_mean_squared_error
@@ -248,3 +253,76 @@ def test_incumbent_with_another_digest_is_refused_before_loading(train: Any,
     assert message.startswith(f"incumbent refused: digest mismatch: pinned "
                               f"(SEAWAY_TRAIN_INCUMBENT_DIGEST) {pinned} file sha256:")
     assert not (tmp_path / "models").exists()
+
+
+@pytest.fixture
+def web(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """A static file server on 127.0.0.1 for the http:// dataset."""
+    root = tmp_path / "www"
+    root.mkdir()
+    handler = functools.partial(_Quiet, directory=str(root))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_http_dataset_and_refit_on_every_row(train: Any, web: tuple[Path, str],
+                                             tmp_path: Path) -> None:
+    root, base = web
+    frame = classification_frame(rows=300)
+    frame.loc[[4, 9], "label"] = np.nan  # rows without a target are dropped and counted
+    write(frame, root / "data" / "churn.csv.gz")
+    run = train({
+        "SEAWAY_TRAIN_DATASET_URI": f"{base}/data/churn.csv.gz",
+        "SEAWAY_TRAIN_TARGET": "label", "SEAWAY_TRAIN_FEATURES": '["f3", "f1"]',
+        "SEAWAY_TRAIN_ESTIMATOR": "sklearn.tree.DecisionTreeClassifier",
+        "SEAWAY_TRAIN_PARAMS": '{"max_depth": 3, "random_state": 0}',
+        "SEAWAY_TRAIN_REFIT": "true", "SEAWAY_TRAIN_METRIC": "f1",
+        "SEAWAY_TRAIN_OUTPUT_URI": str(tmp_path / "models"),
+    })
+    assert run.returncode == 0, run.stderr
+    res = run.result
+    assert res.dataset is not None and res.rows is not None and res.bundle is not None
+    raw = (root / "data" / "churn.csv.gz").read_bytes()
+    assert res.dataset.sha256 == bundle.sha256_of(raw) and res.dataset.bytes == len(raw)
+    assert res.dataset.features == ["f3", "f1"]
+    assert (res.rows.read, res.rows.used, res.rows.dropped_missing_target) == (300, 298, 2)
+    assert res.refit is True and res.rows.train == 298  # the shipped model saw every row
+    folder = Path(res.bundle.uri.removeprefix("file://"))
+    assert folder.name.endswith(res.bundle.digest[7:19])  # default run id: time and digest
+    model = verified(folder, res.bundle.digest)
+    assert [spec.name for spec in model.manifest.inputs] == ["f3", "f1"]
+    assert model.manifest.fingerprint is not None and model.manifest.fingerprint.rows == 298
+    assert "Fitting DecisionTreeClassifier on 298 rows (refit on every row)" in run.stderr
+
+
+def test_an_incumbent_that_cannot_be_scored_fails_the_gate(train: Any, tmp_path: Path) -> None:
+    frame = classification_frame(rows=200)
+    live = LogisticRegression(max_iter=1000).fit(as_float(frame, FEATURES[:2]), frame["label"])
+    manifest = bundle.create_from_estimator(live, tmp_path / "live", name="churn",
+                                            feature_names=["tenure", "f1"])
+    run = train({
+        "SEAWAY_TRAIN_DATASET_URI": str(write(frame, tmp_path / "train.csv")),
+        "SEAWAY_TRAIN_TARGET": "label", "SEAWAY_TRAIN_TIMESTAMP_COLUMN": "event_time",
+        "SEAWAY_TRAIN_ESTIMATOR": "sklearn.naive_bayes.GaussianNB",
+        "SEAWAY_TRAIN_INCUMBENT_URI": (tmp_path / "live").as_uri(),
+        "SEAWAY_TRAIN_INCUMBENT_DIGEST": manifest.sha256 or "",
+        "SEAWAY_TRAIN_OUTPUT_URI": str(tmp_path / "models"),
+    })
+    assert run.returncode == 0, run.stderr
+    res = run.result
+    assert res.incumbent is not None and res.gate is not None
+    assert res.incumbent.score is None
+    assert res.incumbent.problem == "its input column 'tenure' not in the dataset"
+    assert res.gate.passed is False
+    assert res.gate.reason == ("The incumbent could not be scored: its input column 'tenure' not "
+                               "in the dataset; without its score the candidate cannot be shown "
+                               "to be no worse.")

@@ -86,6 +86,9 @@ def _settings_error(exc: Exception) -> str:
         if not loc:  # a rule across fields names its variables itself
             return f"invalid settings: {msg}"
         field = loc[0]
+        if first["type"] in ("list_type", "dict_type"):  # the variable was not JSON
+            msg += (' written as JSON, e.g. ["a", "b"]' if first["type"] == "list_type"
+                    else ' written as JSON, e.g. {"n_estimators": 200}')
         return f"invalid setting {field} ({ENV_PREFIX}{field.upper()}): {msg}"
     return f"invalid settings: {exc}"
 
