@@ -197,6 +197,12 @@ def train(settings: TrainSettings) -> results.TrainResult:
                             "model")
 
     # 5. fit and score, fold by fold
+    x_live: np.ndarray | None = None
+    if live is not None and isinstance(live_columns, list):
+        try:
+            x_live = table.numeric(live_columns)
+        except BadData as exc:  # a column the candidate does not use, and not numeric
+            live_columns = str(exc)
     cand = _Scores()
     inc = _Scores(problem=live_columns if isinstance(live_columns, str) and live else None)
     windows: list[results.Window] = []
@@ -213,13 +219,12 @@ def train(settings: TrainSettings) -> results.TrainResult:
             cand.gate.append(value)
             cand.record.append(scoring.all_metrics(model, x_test, y_test, task))
             inc_value: float | None = None
-            if live is not None and inc.problem is None:
-                assert isinstance(live_columns, list)
-                x_live = table.numeric(live_columns)[fold.test]
+            if live is not None and x_live is not None and inc.problem is None:
+                x_fold = x_live[fold.test]
                 try:
-                    inc_value = scoring.score(live.estimator, x_live, y_test, settings.metric)
+                    inc_value = scoring.score(live.estimator, x_fold, y_test, settings.metric)
                     inc.gate.append(inc_value)
-                    inc.record.append(scoring.all_metrics(live.estimator, x_live, y_test, task))
+                    inc.record.append(scoring.all_metrics(live.estimator, x_fold, y_test, task))
                 except scoring.ScoreError as exc:
                     inc.problem = str(exc)
         windows.append(results.Window(

@@ -81,13 +81,15 @@ def backtest(timestamps: np.ndarray, y: np.ndarray, cutoff: dt.timedelta, window
         start = newest - j * step
         test = np.flatnonzero((timestamps > start) & (timestamps <= until))
         train = np.flatnonzero(timestamps <= start)
-        where = (f" of backtest window {windows - j + 1} of {windows} (scoring "
-                 f"{_iso(start)} to {_iso(until)})" if windows > 1 else
-                 f" before the cutoff {_iso(start)}")
+        span = f"(scoring {_iso(start)} to {_iso(until)})"
+        if windows > 1:
+            place = f" in backtest window {windows - j + 1} of {windows} {span}"
+            where = f" of backtest window {windows - j + 1} of {windows} {span}"
+        else:
+            place = where = f" before the cutoff {_iso(start)}"
         if train.size < min_train or test.size < min_test:
             raise BadData(f"too few rows for the backtest: {train.size} training and {test.size} "
-                          f"scoring rows{where.replace(' of backtest', ' in backtest')}; "
-                          f"at least {min_train} and {min_test} are needed")
+                          f"scoring rows{place}; at least {min_train} and {min_test} are needed")
         fold = Fold(train, test, train_until=start, test_from=start, test_until=until)
         if classification:
             _check_classes(y, fold, where)
