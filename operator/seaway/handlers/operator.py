@@ -96,9 +96,25 @@ async def on_model_deployment(
 async def on_revision_deployment(
     *, type: str, event: Any, labels: Mapping[str, str], namespace: str | None, memo: Any, **_: Any
 ) -> None:
+    before = _ready_replicas(memo, namespace, event)
     _remember(memo, "Deployment", type, event)
-    if "queue" in memo:
+    # The controller manager updates a Deployment's status several times while it rolls out;
+    # only a change of ready pods (or the Deployment appearing or going) matters to a pass.
+    if "queue" in memo and (
+        type in ("ADDED", "DELETED", None) or before != _ready(event["object"])
+    ):
         memo["queue"].add(("ModelDeployment", namespace, labels[children.MD_LABEL]))
+
+
+def _ready(body: Any) -> int:
+    return int((body.get("status") or {}).get("readyReplicas") or 0)
+
+
+def _ready_replicas(memo: Any, namespace: str | None, event: Any) -> int | None:
+    store = memo.get("store")
+    name = event["object"].get("metadata", {}).get("name", "")
+    known = store.get("Deployment", namespace or "", name) if store is not None else None
+    return _ready(known) if known is not None else None
 
 
 @kopf.on.event("", "v1", "configmaps", labels={children.MD_LABEL: kopf.PRESENT})
