@@ -129,7 +129,18 @@ class Validation(WireModel):
 class Output(WireModel):
     """Where runs write their bundles (one folder per run beneath this prefix)."""
 
-    uri: Uri
+    uri: Annotated[
+        Uri,
+        Field(
+            description="file:// (a shared volume) or s3:// prefix.",
+            json_schema_extra=validations(
+                cel(
+                    "self.matches('^(file|s3)://.+')",
+                    message_expression="'output.uri ' + self + ' must be file:// or s3://'",
+                )
+            ),
+        ),
+    ]
     secret_ref: SecretRef | None = None
 
 

@@ -69,7 +69,8 @@ def incumbent_of(kube: Kube, namespace: str, md_name: str) -> tuple[bool, retrai
     stable = revisions.find_by_number(md.status.revisions, md.status.stable_revision or 0)
     if stable is None or stable.model_uri is None:
         return True, None
-    return True, retrain.Incumbent(uri=stable.model_uri, digest=stable.digest)
+    secret = md.spec.model.secret_ref.name if md.spec.model.secret_ref else None
+    return True, retrain.Incumbent(uri=stable.model_uri, digest=stable.digest, secret=secret)
 
 
 def webhook_of(kube: Kube, namespace: str, md_name: str) -> str | None:

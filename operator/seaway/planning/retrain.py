@@ -217,6 +217,18 @@ class _Pass:
             self.event("Warning", "RunFailed", f"Run {run.number} failed: {result}")
             self.notify("RunFailed", run, result)
             return
+        expected = self.spec.validation.metric if self.spec.validation else "accuracy"
+        if result.metric != expected:
+            why = f"the trainer scored {result.metric}, but validation.metric is {expected}"
+            run.result, run.decision, run.reason, run.message = (
+                "Failed",
+                "NotPromoted",
+                "BadResult",
+                why,
+            )
+            self.event("Warning", "RunFailed", f"Run {run.number} failed: {why}")
+            self.notify("RunFailed", run, why)
+            return
         run.result = "Succeeded"
         run.candidate = Candidate(uri=result.uri, digest=result.digest, format=result.format)
         run.candidate_score = str(result.candidate_score)
@@ -415,6 +427,8 @@ class Incumbent:
 
     uri: str
     digest: str | None
+    #: The Secret the ModelDeployment reads its model store with (model.secretRef).
+    secret: str | None = None
 
 
 def training_job(
@@ -491,16 +505,20 @@ def training_job(
         container["args"] = list(custom.args or [])
         env.update({e.name: e.value for e in custom.env or []})
     container["env"] = [{"name": k, "value": v} for k, v in sorted(env.items())]
-    secrets = [
-        ref.name
-        for ref in (
-            spec.dataset.secret_ref if spec.dataset else None,
-            spec.output.secret_ref,
-        )
+    # Each store's credentials under its own prefix, so two Secrets never overwrite each other's
+    # keys (the trainer reads e.g. SEAWAY_TRAIN_DATASET_AWS_ACCESS_KEY_ID for the dataset).
+    stores = [
+        ("SEAWAY_TRAIN_DATASET_", spec.dataset.secret_ref if spec.dataset else None),
+        ("SEAWAY_TRAIN_OUTPUT_", spec.output.secret_ref),
+        ("SEAWAY_TRAIN_INCUMBENT_", incumbent.secret if incumbent is not None else None),
+    ]
+    env_from = [
+        {"prefix": prefix, "secretRef": {"name": ref if isinstance(ref, str) else ref.name}}
+        for prefix, ref in stores
         if ref is not None
     ]
-    if secrets:
-        container["envFrom"] = [{"secretRef": {"name": s}} for s in dict.fromkeys(secrets)]
+    if env_from:
+        container["envFrom"] = env_from
     if spec.resources is not None:
         container["resources"] = spec.resources.to_wire()
     labels = {
