@@ -94,6 +94,13 @@ class User:
         )
         return {int(d.metadata.labels[children.REVISION_LABEL]): d for d in found.items}
 
+    def event_reasons_of(self, name: str) -> list[str]:
+        """Reasons of the Events about any object called ``name`` (e.g. a RetrainJob)."""
+        events = self.core.list_namespaced_event(
+            self.namespace, field_selector=f"involvedObject.name={name}"
+        ).items
+        return [e.reason for e in events]
+
     def event_reasons(self, name: str) -> list[str]:
         events = self.core.list_namespaced_event(
             self.namespace,

@@ -333,3 +333,48 @@ def test_killed_after_the_job_finished_promotes_exactly_once(
     events = user.core.list_namespaced_event(namespace, field_selector="involvedObject.name=daily")
     promotions = [e for e in events.items if e.reason == "Promoted"]
     assert len(promotions) <= 1, "promoted exactly once"
+
+
+def test_schedule_and_concurrency_policy_with_a_controllable_clock(
+    run_operator: Any, setup: Any, kube_api: Any, namespace: str, data: Path, tmp_path: Path,
+    eventually: Any, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    from seaway.handlers.operator import CLOCK_OFFSET_ENV
+
+    user, kubelet = setup
+    monkeypatch.setenv(CLOCK_OFFSET_ENV, "0")
+    body = rj_body("hourly", data, tmp_path / "h", schedule="0 * * * *")
+    del body["spec"]["runNow"]
+
+    def jump(hours: int) -> None:
+        """Move the operator's clock, then nudge the object so a pass runs now."""
+        monkeypatch.setenv(CLOCK_OFFSET_ENV, str(hours * 3600))
+        user.custom.patch_namespaced_custom_object(
+            "seaway.dev", "v1alpha1", namespace, "retrainjobs", "hourly",
+            {"metadata": {"annotations": {"test/nudge": str(hours)}}},
+        )  # fmt: skip
+
+    def runs() -> list[tuple[int, str, str | None]]:
+        found = rj_status(kube_api, namespace, "hourly").get("runs", [])
+        return [(r["number"], r["result"], r.get("reason")) for r in found]
+
+    with run_operator(OPERATOR, namespace=namespace):
+        create(kube_api, namespace, md_following("hourly"))
+        create(kube_api, namespace, body)
+        eventually(lambda: "nextScheduleTime" in rj_status(kube_api, namespace, "hourly"))
+        assert runs() == []
+        jump(1)
+        eventually(lambda: runs() == [(1, "Running", None)], timeout=30, what="scheduled run 1")
+        assert rj_status(kube_api, namespace, "hourly")["runs"][0]["trigger"] == "schedule"
+        # concurrencyPolicy Forbid (the default): the next hour finds run 1 still running
+        jump(2)
+        eventually(lambda: "RunSkipped" in user.event_reasons_of("hourly"), timeout=30)
+        assert runs() == [(1, "Running", None)]
+        # Replace: the running Job gives way to a new run
+        user.custom.patch_namespaced_custom_object(
+            "seaway.dev", "v1alpha1", namespace, "retrainjobs", "hourly",
+            {"spec": {"concurrencyPolicy": "Replace"}},
+        )  # fmt: skip
+        jump(3)
+        eventually(lambda: runs() == [(1, "Failed", "Replaced"), (2, "Running", None)], timeout=30)
+        eventually(lambda: kubelet.pod_of("hourly-1") is None, timeout=60, what="run 1's Job gone")

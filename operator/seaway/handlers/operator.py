@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Hashable, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import kopf
@@ -24,6 +25,7 @@ from seaway.planning.retrain import RETRAIN_LABEL
 logger = logging.getLogger(__name__)
 
 GROUP, VERSION = "seaway.dev", "v1alpha1"
+CLOCK_OFFSET_ENV = "SEAWAY_CLOCK_OFFSET_SECONDS"
 
 
 def settings_from_env() -> modeldeployment.Settings:
@@ -32,6 +34,14 @@ def settings_from_env() -> modeldeployment.Settings:
     settings.router_service_account = os.environ.get("SEAWAY_ROUTER_SERVICE_ACCOUNT") or None
     settings.prometheus_url = os.environ.get("SEAWAY_PROMETHEUS_URL") or None
     settings.trainer_image = os.environ.get("SEAWAY_TRAINER_IMAGE", settings.trainer_image)
+    if CLOCK_OFFSET_ENV in os.environ:
+        # For tests and demos of schedules: the operator's clock runs this many seconds ahead,
+        # read at every use so a test can move time while the operator runs.
+        def shifted() -> datetime:
+            offset = float(os.environ.get(CLOCK_OFFSET_ENV) or 0)
+            return datetime.now(UTC) + timedelta(seconds=offset)
+
+        settings.clock = shifted
     return settings
 
 
