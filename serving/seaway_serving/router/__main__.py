@@ -1,0 +1,3 @@
+from seaway_serving.router.main import main
+
+main()
