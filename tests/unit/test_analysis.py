@@ -118,3 +118,91 @@ def test_passing_analysis_promotes_after_the_steps() -> None:
     p = measure(sim, s, good, after=61)
     assert sim.status.stable_revision == 2 and p.weights == {2: 100}
     assert sim.status.analysis is not None and sim.status.analysis.last_result == "Pass"
+
+
+# -- experiments ---------------------------------------------------------------------------------
+
+
+def experiment_spec(kind: str, **extra: Any) -> Any:
+    variants = (
+        [{"revision": 1, "weight": 70}, {"revision": 2, "weight": 30}]
+        if kind == "ABTest"
+        else [{"revision": 1}, {"revision": 2}, {"revision": 3}]
+    )
+    return spec(
+        D2,
+        rollout={"strategy": "Immediate"},
+        traffic={"experiment": {"type": kind, "variants": variants, **extra}},
+    )
+
+
+def three_revisions(sim: Sim) -> None:
+    from tests.unit.test_rollout_plan import D3
+
+    for digest in (D1, D2, D3):
+        s = spec(digest, rollout={"strategy": "Immediate"})
+        sim.step(s)
+        sim.ready[sim.status.revisions[-1].number] = 2
+        sim.step(s, after=1)
+
+
+def test_ab_test_runs_every_variant_with_its_fixed_weight() -> None:
+    sim = Sim()
+    three_revisions(sim)
+    p = sim.step(experiment_spec("ABTest"), after=1)
+    assert p.weights == {1: 70, 2: 30}
+    # r1 runs for the experiment besides the template's revision r2; r3 is out of both
+    assert p.replicas == {1: 2, 2: 2, 3: 0}
+    assert sim.status.experiment is not None
+    assert [(v.revision, v.weight) for v in sim.status.experiment.variants] == [(1, 70), (2, 30)]
+
+
+def test_unknown_variant_revision_is_an_invalid_spec() -> None:
+    sim = Sim()
+    sim.step(spec(D1))
+    sim.ready[1] = 2
+    sim.step(spec(D1), after=1)
+    s = spec(
+        D1,
+        traffic={"experiment": {"type": "Bandit", "variants": [{"revision": 1}, {"revision": 7}]}},
+    )
+    sim.step(s, after=1)
+    assert sim.cond("Ready") == ("False", "InvalidSpec")
+
+
+def test_bandit_reports_figures_and_promotes_the_winner_at_the_confidence() -> None:
+    from decimal import Decimal
+
+    from seaway.planning import revisions
+    from seaway.planning.experiment import VariantFigures
+    from seaway.planning.rollout import Observed, plan
+
+    sim = Sim()
+    three_revisions(sim)
+    s = experiment_spec("Bandit", promoteWinner={"confidence": "0.95"})
+    p = sim.step(s, after=1)
+    assert p.weights == {1: 34, 2: 33, 3: 33}
+
+    def measured(best: str) -> Any:
+        figures = [
+            VariantFigures(1, 400, Decimal(40), Decimal("0.01")),
+            VariantFigures(2, 900, Decimal(300), Decimal(best)),
+            VariantFigures(3, 300, Decimal(20), Decimal("0.02")),
+        ]
+        result = plan(
+            s, sim.status, generation=1, model=revisions.resolve_model(s),
+            observed={n: Observed(ready=r) for n, r in sim.ready.items()},
+            now=sim.now, figures=figures,
+        )  # fmt: skip
+        sim.status = result.status
+        return result
+
+    p = measured("0.90")
+    assert sim.status.experiment is not None
+    assert (sim.status.experiment.best_revision, sim.status.experiment.confidence) == (2, "0.9")
+    assert sim.status.experiment.winner is None and p.weights == {1: 34, 2: 33, 3: 33}
+    assert [v.requests for v in sim.status.experiment.variants] == [400, 900, 300]
+    p = measured("0.97")
+    assert sim.status.experiment.winner == 2 and p.weights == {2: 100}
+    assert [e.reason for e in p.events] == ["ExperimentConcluded"]
+    assert p.notifications[0]["event"] == "ExperimentConcluded"

@@ -461,12 +461,23 @@ class VariantStatus(WireModel):
     requests: Annotated[int, Field(ge=0)] = 0
     rewards: Annotated[Decimal, Field(description="Sum of rewards received.")] = "0"
     weight: Percent = 0
+    best_probability: Annotated[
+        Decimal | None, Field(description="Probability this variant is the best one.")
+    ] = None
 
 
 class ExperimentStatus(WireModel):
+    """What the router reports about the experiment (requests, rewards, the leader)."""
+
     variants: Annotated[list[VariantStatus], Field(max_length=8)] = Field(default_factory=list)
     best_revision: Annotated[int | None, Field(ge=1)] = None
     confidence: Decimal | None = None
+    measured_at: Timestamp | None = None
+    winner: Annotated[
+        int | None,
+        Field(ge=1, description="Set once promoteWinner's confidence was reached: serves 100%."),
+    ] = None
+    concluded_at: Timestamp | None = None
 
 
 class AnalysisStatus(WireModel):

@@ -19,7 +19,9 @@ from seaway.k8s.kube import APPLIED_HASH, Conflict, Kube, Manifest
 from seaway.k8s.kube import stamp as kube_stamp
 from seaway.metrics.prometheus import Prometheus
 from seaway.planning import analysis, children, revisions
+from seaway.planning import experiment as experiments
 from seaway.planning.analysis import Measurement
+from seaway.planning.experiment import VariantFigures
 from seaway.planning.rollout import Observed, Plan, plan
 
 logger = logging.getLogger(__name__)
@@ -95,6 +97,31 @@ def observe(kube: Kube, md: ModelDeployment) -> tuple[dict[int, Observed], dict[
     return observed, live
 
 
+def prometheus_for(md: ModelDeployment, settings: Settings) -> Prometheus | None:
+    rollout = md.spec.rollout
+    analysis_spec = rollout.analysis if rollout is not None else None
+    configured = (
+        analysis_spec.provider.prometheus
+        if analysis_spec is not None and analysis_spec.provider is not None
+        else None
+    )
+    address = configured.address if configured is not None else settings.prometheus_url
+    return Prometheus(address) if address else None
+
+
+def experiment_figures_if_due(
+    md: ModelDeployment, settings: Settings, now: datetime
+) -> list[VariantFigures] | None:
+    """The router's experiment figures, when an experiment runs and they are due."""
+    spec = md.spec.traffic.experiment if md.spec.traffic is not None else None
+    if spec is None or not experiments.due(md.status.experiment, now):
+        return None
+    provider = prometheus_for(md, settings)
+    if provider is None:
+        return None
+    return provider.experiment(name=md.metadata.name, revisions=[v.revision for v in spec.variants])
+
+
 def measure_if_due(md: ModelDeployment, settings: Settings, now: datetime) -> Measurement | None:
     """The canary's metrics over the last interval, when the analysis needs them now."""
     rollout = md.spec.rollout
@@ -109,14 +136,13 @@ def measure_if_due(md: ModelDeployment, settings: Settings, now: datetime) -> Me
     spec = rollout.analysis
     if not analysis.due(spec, md.status.analysis, canary, now):
         return None
-    configured = spec.provider.prometheus if spec.provider is not None else None
-    address = configured.address if configured is not None else settings.prometheus_url
-    if address is None:
+    found = prometheus_for(md, settings)
+    if found is None:
         return Measurement(
             problem="no Prometheus address: set rollout.analysis.provider.prometheus.address"
             " or the operator's --prometheus-url"
         )
-    provider: metrics.Provider = Prometheus(address)
+    provider: metrics.Provider = found
     return provider.measure(
         namespace=md.metadata.namespace,
         name=md.metadata.name,
@@ -236,6 +262,7 @@ def reconcile(kube: Kube, namespace: str, name: str, settings: Settings) -> floa
             now=now,
             blocked=blocked,
             measurement=measure_if_due(md, settings, now),
+            figures=experiment_figures_if_due(md, settings, now),
         )
         act(kube, md, result, live, settings)
         status = result.status.to_wire()

@@ -12,11 +12,14 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
+from decimal import Decimal
 
 from seaway.planning.analysis import Measurement
+from seaway.planning.experiment import VariantFigures
 
 REQUESTS = "seaway_router_requests_total"
 LATENCY = "seaway_router_request_duration_seconds_bucket"
+EXPERIMENT = "seaway_router_experiment"
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,27 @@ class Prometheus:
             stable_errors=stable_errors,
             stable_latency_p99_ms=stable_p99,
         )
+
+    def experiment(self, *, name: str, revisions: list[int]) -> list[VariantFigures] | None:
+        """The router's per-variant experiment figures; None when Prometheus cannot answer."""
+        figures = []
+        try:
+            for revision in revisions:
+                labels = f'model_deployment="{name}",revision="{revision}"'
+                requests = self.query(f"sum({EXPERIMENT}_requests{{{labels}}})")
+                rewards = self.query(f"sum({EXPERIMENT}_reward_sum{{{labels}}})")
+                best = self.query(f"max({EXPERIMENT}_best_probability{{{labels}}})")
+                figures.append(
+                    VariantFigures(
+                        revision=revision,
+                        requests=round(requests or 0),
+                        rewards=Decimal(str(rewards or 0)),
+                        best_probability=Decimal(str(best)) if best is not None else None,
+                    )
+                )
+        except (OSError, urllib.error.URLError, ValueError, KeyError):
+            return None
+        return figures
 
     def _revision(
         self, namespace: str, name: str, revision: int, window: str

@@ -23,14 +23,17 @@ from seaway import conditions
 from seaway.api.modeldeployment import (
     Analysis,
     AnalysisStatus,
+    ExperimentStatus,
     HandledActions,
     ModelDeploymentSpec,
     ModelDeploymentStatus,
     RevisionStatus,
     Step,
+    VariantStatus,
     WeightStatus,
 )
 from seaway.planning import analysis
+from seaway.planning import experiment as experiments
 from seaway.planning import revisions as revs
 from seaway.planning.durations import format_time, parse_duration, parse_time
 
@@ -92,8 +95,11 @@ class _Pass:
         now: datetime,
         blocked: tuple[str, str] | None,
         measurement: analysis.Measurement | None,
+        figures: list[experiments.VariantFigures] | None,
     ) -> None:
         self.measurement = measurement
+        self.figures = figures
+        self.experiment_revisions: set[int] = set()
         self.spec = spec
         self.st = status.model_copy(deep=True)
         self.generation = generation
@@ -190,8 +196,48 @@ class _Pass:
                 self.problem_for_rejected(desired)
             else:
                 self.roll_out(desired)
+        self.run_experiment()
         self.finish()
         return self.plan
+
+    def run_experiment(self) -> None:
+        """An experiment decides the split among its variants (see planning/experiment.py)."""
+        spec = self.spec.traffic.experiment if self.spec.traffic is not None else None
+        if spec is None:
+            self.st.experiment = None
+            return
+        if self.spec.paused:
+            return
+        missing = [v.revision for v in spec.variants if self.revision(v.revision) is None]
+        if missing:
+            self.problem = (
+                "InvalidSpec",
+                f"experiment variants {missing} are not in status.revisions",
+            )
+            return
+        split = experiments.weights(spec, self.st.experiment)
+        if self.figures is not None:
+            self.st.experiment, winner = experiments.record(
+                spec, self.st.experiment, self.figures, split, self.now
+            )
+            if winner is not None:
+                split = {winner: 100}
+                message = (
+                    f"Revision {winner} won the {spec.type} with confidence"
+                    f" {self.st.experiment.confidence}; it now serves 100%"
+                )
+                self.event("Normal", "ExperimentConcluded", message)
+                self.plan.notifications.append(
+                    {"event": "ExperimentConcluded", "revision": winner, "message": message}
+                )
+        elif self.st.experiment is None:
+            self.st.experiment = ExperimentStatus(
+                variants=[VariantStatus(revision=r, weight=w) for r, w in split.items()]
+            )
+        self.plan.weights = split
+        self.experiment_revisions = set(split)
+        if self.st.experiment.winner is None:
+            self.requeue(experiments.MEASURE_EVERY.total_seconds())
 
     def hold_paused(self) -> None:
         """``paused: true`` freezes traffic and replicas as they are."""
@@ -461,6 +507,7 @@ class _Pass:
         if not self.plan.replicas:
             for r in st.revisions:
                 active = r.number in (st.stable_revision, st.canary_revision)
+                active = active or r.number in self.experiment_revisions
                 self.plan.replicas[r.number] = replicas if active else 0
         if self.plan.weights:
             st.weights = [
@@ -559,12 +606,14 @@ def plan(
     now: datetime,
     blocked: tuple[str, str] | None = None,
     measurement: analysis.Measurement | None = None,
+    figures: list[experiments.VariantFigures] | None = None,
 ) -> Plan:
     """One reconcile pass for a ModelDeployment, without any I/O.
 
     ``blocked`` is a problem found outside the spec (a missing Secret, an unknown RetrainJob):
     no new rollout starts, the stable revision keeps serving, and Ready is False with its reason.
-    ``measurement`` is the canary's metrics over the last analysis interval, when one was due.
+    ``measurement`` is the canary's metrics over the last analysis interval, when one was due;
+    ``figures`` the router's per-variant experiment figures, when they were due.
     """
     return _Pass(
         spec=spec,
@@ -575,4 +624,5 @@ def plan(
         now=now,
         blocked=blocked,
         measurement=measurement,
+        figures=figures,
     ).run()
