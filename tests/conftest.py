@@ -116,18 +116,14 @@ def kube_api(control_plane: localplane.Plane) -> Iterator[ApiClient]:
 def seaway_crds(control_plane: localplane.Plane) -> list[str]:
     """Install ``crds/`` once per session (the CRDs, then the approval admission policy that
     ships beside them); returns the CRD names."""
-    from seaway import crdgen
-
-    crds = [p for p in sorted(CRDS.glob("*.yaml")) if p.name != crdgen.APPROVAL_POLICY_FILE]
-    for path in crds:
-        control_plane.install_crds(path)
-    control_plane.kubectl(
-        "apply", "--server-side", "--force-conflicts", "-f", str(CRDS / crdgen.APPROVAL_POLICY_FILE)
+    control_plane.install_crds(CRDS)
+    names = control_plane.kubectl(
+        "get", "crd", "-l", "app.kubernetes.io/part-of=seaway", "-o", "name"
     )
-    names = []
-    for path in crds:
-        names += control_plane.kubectl("get", "-f", str(path), "-o", "name").stdout.split()
-    return [name.removeprefix("customresourcedefinition.apiextensions.k8s.io/") for name in names]
+    return [
+        n.removeprefix("customresourcedefinition.apiextensions.k8s.io/")
+        for n in names.stdout.split()
+    ]
 
 
 def namespace_name(test_name: str) -> str:

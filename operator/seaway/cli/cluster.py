@@ -90,7 +90,7 @@ def _seaway_command() -> list[str]:
 def _crds_text() -> str:
     from seaway import crdgen
 
-    return "---\n".join(crdgen.render(kind) for kind in crdgen.KINDS)
+    return "---\n".join([*(crdgen.render(kind) for kind in crdgen.KINDS), crdgen.render_policy()])
 
 
 @click.group()
@@ -145,9 +145,6 @@ def up(name: str, timeout: float, with_operator: bool) -> None:
         sys.exit(130)
     try:
         started.install_crds(_crds_text())
-        from seaway import crdgen
-
-        started.kubectl("apply", "--server-side", "-f", "-", input=crdgen.render_policy())
     except (plane.PlaneError, OSError) as exc:
         started.stop()
         message = exc.one_line() if isinstance(exc, plane.PlaneError) else str(exc)

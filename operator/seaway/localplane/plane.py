@@ -132,9 +132,11 @@ class Plane:
             "apply", "--server-side", "--force-conflicts", "--field-manager=seaway-localplane",
             "-f", target, input=text,
         )  # fmt: skip
+        # Every CRD, not just "-f target": the files may carry other objects beside CRDs (the
+        # approval admission policy), which have no Established condition to wait for.
         self.kubectl(
-            "wait", "--for=condition=Established", f"--timeout={int(timeout)}s", "-f", target,
-            input=text, timeout=timeout + 30,
+            "wait", "--for=condition=Established", f"--timeout={int(timeout)}s", "crd", "--all",
+            timeout=timeout + 30,
         )  # fmt: skip
         logger.info("Installed CRDs from %s", source if text is None else "rendered YAML")
 
