@@ -326,11 +326,13 @@ class Router:
 @pytest.fixture
 def router(tmp_path: Path) -> Iterator[Callable[..., Router]]:
     """``router(doc, *args, **env)``: a router following a routes file holding ``doc`` (None:
-    no file yet), with extra CLI ``args`` and ``SEAWAY_*`` environment."""
+    no file yet), with extra CLI ``args`` and ``SEAWAY_*`` environment (``extra_env``: other
+    variables). With ``--configmap`` in ``args`` there is no file."""
     started: list[Router] = []
 
     def start(doc: dict[str, Any] | str | None, *args: str, ready: bool = True,
-              config: Path | None = None, **env: str) -> Router:
+              config: Path | None = None, extra_env: Mapping[str, str] | None = None,
+              **env: str) -> Router:
         n = len(started)
         log_path = tmp_path / f"router-{n}.log"
         if "--configmap" not in args:
@@ -346,7 +348,8 @@ def router(tmp_path: Path) -> Iterator[Callable[..., Router]]:
             handle.proc = subprocess.Popen(
                 argv, stdout=sink, stderr=subprocess.STDOUT, cwd=REPO,
                 env=_child_env({"SEAWAY_TERMINATION_LOG": str(tmp_path / f"term-{n}"),
-                                **{f"SEAWAY_{k.upper()}": v for k, v in env.items()}}))
+                                **{f"SEAWAY_{k.upper()}": v for k, v in env.items()},
+                                **(extra_env or {})}))
         started.append(handle)
         handle.wait_port()
         if ready:

@@ -270,8 +270,8 @@ def test_request_ids_headers_and_paths_pass_through(backends, router):
                                  "X-Drop": "hop", "X-Keep": "end-to-end"})
     seen = reply.json()
     assert reply.headers["x-request-id"] == "abc-123" == seen["requestId"]
-    assert (seen["method"], seen["path"], seen["query"]) == ("POST", "/v2/models/m/versions/1/infer",
-                                                             "x=1&y=%20")
+    assert (seen["method"], seen["path"], seen["query"]) == (
+        "POST", "/v2/models/m/versions/1/infer", "x=1&y=%20")
     assert seen["bodyBytes"] == 14
     assert seen["headers"]["x-keep"] == "end-to-end"
     assert "x-drop" not in seen["headers"] and "connection" not in seen["headers"]
