@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help venv generate verify-generated lint control-plane test test-unit up down clean
+.PHONY: help venv system-deps generate verify-generated lint control-plane test test-unit up down clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -29,10 +29,15 @@ lint: venv ## ruff, mypy and the import contracts
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+system-deps: ## Debian packages the tests start as real processes (prometheus, openssl)
+	@command -v prometheus >/dev/null && command -v openssl >/dev/null || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends prometheus openssl >/dev/null; }
+
 control-plane: ## Build (first time: many minutes) or reuse the local Kubernetes binaries
 	bash hack/build-control-plane.sh
 
-test: venv control-plane verify-generated lint ## Everything CI checks: generated files, lint, all tests
+test: venv system-deps control-plane verify-generated lint ## Everything CI checks: generated files, lint, all tests
 	$(BIN)/pytest
 
 test-unit: venv ## Only the fast tests that need no control plane
