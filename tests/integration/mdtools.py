@@ -102,12 +102,7 @@ class User:
         return [e.reason for e in events]
 
     def event_reasons(self, name: str) -> list[str]:
-        events = self.core.list_namespaced_event(
-            self.namespace,
-            field_selector=f"involvedObject.name={name},involvedObject.kind=ModelDeployment",
-        ).items
-        events.sort(key=lambda e: (e.event_time or e.last_timestamp, e.metadata.creation_timestamp))
-        return [e.reason for e in events]
+        return [e.reason for e in self.events(name)]
 
     def events(self, name: str) -> list[Any]:
         events = self.core.list_namespaced_event(

@@ -11,35 +11,9 @@ from typing import Any
 
 import click
 
-from seaway.cli.rollout import _common, _connect, _token
+from seaway.cli.rollout import _common, _connect, _patch, _read, _token
 
-
-def _read(kube: Any, namespace: str, name: str) -> dict[str, Any]:
-    from seaway.k8s.kube import KubeError
-
-    try:
-        body = kube.get("RetrainJob", namespace, name)
-    except KubeError as exc:
-        raise click.ClickException(
-            f"cannot read RetrainJob {namespace}/{name}: {exc.message}"
-        ) from exc
-    if body is None:
-        raise click.ClickException(f"RetrainJob {name} not found in namespace {namespace}")
-    result: dict[str, Any] = body
-    return result
-
-
-def _patch(kube: Any, namespace: str, name: str, patch: dict[str, Any]) -> None:
-    from seaway.k8s.kube import Conflict, KubeError
-
-    try:
-        kube.merge_patch("RetrainJob", namespace, name, patch)
-    except Conflict as exc:
-        raise click.ClickException(
-            f"RetrainJob {name} changed meanwhile; try again ({exc})"
-        ) from exc
-    except KubeError as exc:
-        raise click.ClickException(exc.message) from exc
+KIND = "RetrainJob"
 
 
 @click.command("retrain")
@@ -48,9 +22,9 @@ def _patch(kube: Any, namespace: str, name: str, patch: dict[str, Any]) -> None:
 def retrain_now(name: str, namespace: str | None, kubeconfig: str | None) -> None:
     """Start a training run now (spec.runNow)."""
     kube, ns = _connect(kubeconfig, namespace)
-    _read(kube, ns, name)
+    _read(kube, ns, name, KIND)
     token = _token()
-    _patch(kube, ns, name, {"spec": {"runNow": token}})
+    _patch(kube, ns, name, {"spec": {"runNow": token}}, KIND)
     click.echo(f"Asked {name} for a run now (spec.runNow={token}).")
 
 
@@ -63,7 +37,7 @@ def _decide(
     kubeconfig: str | None,
 ) -> None:
     kube, ns = _connect(kubeconfig, namespace)
-    body = _read(kube, ns, name)
+    body = _read(kube, ns, name, KIND)
     runs = body.get("status", {}).get("runs", [])
     waiting = [r["number"] for r in runs if r.get("decision") == "AwaitingApproval"]
     if run is None:
@@ -86,7 +60,7 @@ def _decide(
         "metadata": {"resourceVersion": body["metadata"]["resourceVersion"]},
         "spec": {"approvals": approvals},
     }
-    _patch(kube, ns, name, patch)
+    _patch(kube, ns, name, patch, KIND)
     verb = "Approved" if decision == "Approve" else "Rejected"
     click.echo(f"{verb} run {run} of {name} as {approver} (spec.approvals).")
 

@@ -47,17 +47,15 @@ def _connect(kubeconfig: str | None, namespace: str | None) -> tuple[Any, str]:
     return Kube(api), namespace
 
 
-def _read(kube: Any, namespace: str, name: str) -> dict[str, Any]:
+def _read(kube: Any, namespace: str, name: str, kind: str = "ModelDeployment") -> dict[str, Any]:
     from seaway.k8s.kube import KubeError
 
     try:
-        body = kube.get("ModelDeployment", namespace, name)
+        body = kube.get(kind, namespace, name)
     except KubeError as exc:
-        raise click.ClickException(
-            f"cannot read ModelDeployment {namespace}/{name}: {exc.message}"
-        ) from exc
+        raise click.ClickException(f"cannot read {kind} {namespace}/{name}: {exc.message}") from exc
     if body is None:
-        raise click.ClickException(f"ModelDeployment {name} not found in namespace {namespace}")
+        raise click.ClickException(f"{kind} {name} not found in namespace {namespace}")
     result: dict[str, Any] = body
     return result
 
@@ -66,11 +64,15 @@ def _token() -> str:
     return datetime.now(UTC).strftime("cli-%Y%m%dT%H%M%S%f")
 
 
-def _patch(kube: Any, namespace: str, name: str, patch: dict[str, Any]) -> None:
-    from seaway.k8s.kube import KubeError
+def _patch(
+    kube: Any, namespace: str, name: str, patch: dict[str, Any], kind: str = "ModelDeployment"
+) -> None:
+    from seaway.k8s.kube import Conflict, KubeError
 
     try:
-        kube.merge_patch("ModelDeployment", namespace, name, patch)
+        kube.merge_patch(kind, namespace, name, patch)
+    except Conflict as exc:
+        raise click.ClickException(f"{kind} {name} changed meanwhile; try again ({exc})") from exc
     except KubeError as exc:
         raise click.ClickException(exc.message) from exc
 

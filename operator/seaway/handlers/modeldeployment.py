@@ -273,15 +273,14 @@ def reconcile(kube: Kube, namespace: str, name: str, settings: Settings) -> floa
             except Conflict:
                 logger.info("ModelDeployment %s/%s changed meanwhile; re-reading", namespace, name)
                 continue
-        for event in result.events:
-            kube.event(body, event.type, event.reason, event.message)
-            logger.info("%s %s/%s: %s", event.reason, namespace, name, event.message)
-        if result.notifications and md.spec.notifications is not None:
-            for payload in result.notifications:
-                notify.send(
-                    md.spec.notifications.webhook_url,
-                    {"kind": "ModelDeployment", "namespace": namespace, "name": name, **payload},
-                    timeout=settings.webhook_timeout,
-                )
+        webhook = md.spec.notifications.webhook_url if md.spec.notifications else None
+        notify.announce(
+            kube,
+            body,
+            result.events,
+            result.notifications,
+            webhook=webhook,
+            timeout=settings.webhook_timeout,
+        )
         return result.requeue_after
     return 1.0

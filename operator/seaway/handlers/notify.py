@@ -6,7 +6,10 @@ import json
 import logging
 import urllib.error
 import urllib.request
+from collections.abc import Iterable, Sequence
 from typing import Any
+
+from seaway.planning.rollout import Event
 
 logger = logging.getLogger(__name__)
 
@@ -29,3 +32,23 @@ def send(url: str, payload: dict[str, Any], *, timeout: float) -> bool:
     if not ok:
         logger.warning("Notification to %s answered %s", url, status)
     return ok
+
+
+def announce(
+    kube: Any,
+    body: dict[str, Any],
+    events: Iterable[Event],
+    notifications: Sequence[dict[str, Any]],
+    *,
+    webhook: str | None,
+    timeout: float,
+) -> None:
+    """After a pass's status write: its Events, then its webhook calls (at most once each)."""
+    meta = body["metadata"]
+    for event in events:
+        kube.event(body, event.type, event.reason, event.message)
+        logger.info("%s %s/%s: %s", event.reason, meta["namespace"], meta["name"], event.message)
+    for payload in notifications if webhook else []:
+        assert webhook is not None
+        document = {"kind": body["kind"], "namespace": meta["namespace"], "name": meta["name"]}
+        send(webhook, {**document, **payload}, timeout=timeout)

@@ -124,15 +124,13 @@ def reconcile(kube: Kube, namespace: str, name: str, settings: Settings) -> floa
                 kube.replace_status("RetrainJob", body)
             except Conflict:
                 continue
-        for event in result.events:
-            kube.event(body, event.type, event.reason, event.message)
-            logger.info("%s %s/%s: %s", event.reason, namespace, name, event.message)
-        webhook = webhook_of(kube, namespace, rj.spec.model_deployment)
-        for payload in result.notifications if webhook else []:
-            notify.send(
-                webhook or "",
-                {"namespace": namespace, "name": name, **payload},
-                timeout=settings.webhook_timeout,
-            )
+        notify.announce(
+            kube,
+            body,
+            result.events,
+            result.notifications,
+            webhook=webhook_of(kube, namespace, rj.spec.model_deployment),
+            timeout=settings.webhook_timeout,
+        )
         return result.requeue_after
     return 1.0

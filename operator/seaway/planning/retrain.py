@@ -25,6 +25,7 @@ from seaway.api.retrainjob import (
     RetrainJobStatus,
     RunStatus,
 )
+from seaway.planning.children import RESTRICTED_CONTAINER
 from seaway.planning.durations import format_time, parse_time
 from seaway.planning.rollout import Event
 
@@ -170,9 +171,7 @@ class _Pass:
         self.plan.events.append(Event(type_, reason, message))
 
     def notify(self, event: str, run: RunStatus, message: str) -> None:
-        self.plan.notifications.append(
-            {"event": event, "run": run.number, "message": message, "kind": "RetrainJob"}
-        )
+        self.plan.notifications.append({"event": event, "run": run.number, "message": message})
 
     def requeue(self, seconds: float) -> None:
         seconds = max(seconds, 1.0)
@@ -200,34 +199,16 @@ class _Pass:
         run.finished_at = self.now_s
         if job.state == "Failed":
             reason, message = failure(job.message)
-            run.result, run.decision = "Failed", "NotPromoted"
-            run.reason = reason or job.reason or "JobFailed"
-            run.message = message[:1024]
-            self.event("Warning", "RunFailed", f"Run {run.number} failed: {run.message}")
-            self.notify("RunFailed", run, run.message)
+            self.fail(run, reason or job.reason or "JobFailed", message)
             return
         result = parse_result(job.message)
         if isinstance(result, str):
-            run.result, run.decision, run.reason, run.message = (
-                "Failed",
-                "NotPromoted",
-                "BadResult",
-                result,
-            )
-            self.event("Warning", "RunFailed", f"Run {run.number} failed: {result}")
-            self.notify("RunFailed", run, result)
+            self.fail(run, "BadResult", result)
             return
         expected = self.spec.validation.metric if self.spec.validation else "accuracy"
         if result.metric != expected:
             why = f"the trainer scored {result.metric}, but validation.metric is {expected}"
-            run.result, run.decision, run.reason, run.message = (
-                "Failed",
-                "NotPromoted",
-                "BadResult",
-                why,
-            )
-            self.event("Warning", "RunFailed", f"Run {run.number} failed: {why}")
-            self.notify("RunFailed", run, why)
+            self.fail(run, "BadResult", why)
             return
         run.result = "Succeeded"
         run.candidate = Candidate(uri=result.uri, digest=result.digest, format=result.format)
@@ -252,6 +233,12 @@ class _Pass:
                 f"Run {run.number} passed ({why}); approve it with {how}",
             )
             self.notify("AwaitingApproval", run, why)
+
+    def fail(self, run: RunStatus, reason: str, message: str) -> None:
+        run.result, run.decision, run.reason = "Failed", "NotPromoted", reason
+        run.message = message[:1024]
+        self.event("Warning", "RunFailed", f"Run {run.number} failed: {run.message}")
+        self.notify("RunFailed", run, run.message)
 
     def approvals(self, run: RunStatus) -> None:
         for approval in self.spec.approvals or []:
@@ -489,13 +476,7 @@ def training_job(
         "args": ["seaway-train"],
         "terminationMessagePath": TERMINATION_LOG,
         "terminationMessagePolicy": "FallbackToLogsOnError",
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": RESTRICTED_CONTAINER,
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
     custom = spec.custom_trainer
