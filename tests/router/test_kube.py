@@ -67,12 +67,15 @@ def test_follows_the_operators_configmap_within_a_second(control_plane, kube_api
     core = k8s.CoreV1Api(kube_api)
     core.create_namespaced_config_map(namespace, configmap(namespace, {1: 100, 2: 0}))
     bk = backends("a", "b")
+    # watches of 1 s: the changes below also cross watch renewals (resumed from the last
+    # version seen, so nothing is missed between two watches)
     rt = router(None, *router_args(namespace), "--kubeconfig", str(control_plane.kubeconfig),
-                *overrides(bk))
+                *overrides(bk), kube_watch_seconds="1", log_level="DEBUG")
     http = rt.client()
     assert {http.get("/v2/models/churn/ready").revision for _ in range(10)} == {1}
 
     for step, weights in enumerate(({1: 50, 2: 50}, {1: 0, 2: 100}, {1: 90, 2: 10})):
+        time.sleep(0.7)
         sent = time.monotonic()
         core.patch_namespaced_config_map("churn-router", namespace,
                                          {"data": configmap(namespace, weights)["data"]})
@@ -80,6 +83,7 @@ def test_follows_the_operators_configmap_within_a_second(control_plane, kube_api
         assert applied - sent < 1.0, f"step {step}: {applied - sent:.3f} s"
         print(f"{weights}: in force {1000 * (applied - sent):.0f} ms after the patch was sent")
     assert metric(rt.metrics(), "seaway_router_config_generation") == 4
+    assert sum("Renewed the watch" in str(r.get("msg")) for r in rt.log_lines()) >= 2
 
     # a bad document is refused; the last good routes stay
     bad = configmap(namespace, {1: 90, 2: 10})

@@ -188,7 +188,7 @@ class ConfigMapWatch:
         self.timeout = timeout
         self.watch_seconds = watch_seconds
         self._context: ssl.SSLContext | None = None
-        self.connected = asyncio.Event()  # set while a watch is open (for tests and readiness)
+        self.failures = 0  # in a row; a recovered watch says so in the log
 
     @property
     def what(self) -> str:
@@ -207,6 +207,9 @@ class ConfigMapWatch:
                 backoff = 0.25
                 while version is not None:
                     version = await self._watch(version)
+                    if version is not None:
+                        log.debug("Renewed the watch on %s from resourceVersion %s", self.what,
+                                  version)
                 log.info("Listing %s again: the watch's version expired", self.what)
             except asyncio.CancelledError:
                 raise
@@ -218,7 +221,7 @@ class ConfigMapWatch:
                     httptools.HttpParserError) as exc:
                 log.warning("Lost the watch on %s: %s: %s; reconnecting", self.what,
                             type(exc).__name__, exc)
-            self.connected.clear()
+            self.failures += 1
             await asyncio.sleep(backoff * (0.5 + random.random()))
             backoff = min(backoff * 2, 10.0)
 
@@ -244,7 +247,9 @@ class ConfigMapWatch:
         async for status, piece in stream:
             if status != 200:
                 raise KubeError(status, _status_message(piece))
-            self.connected.set()
+            if self.failures:
+                log.info("Watching %s again after %d failed attempts", self.what, self.failures)
+                self.failures = 0
             buffer += piece
             if len(buffer) > MAX_BODY:
                 raise ValueError("watch event larger than 8 MiB")
@@ -313,7 +318,7 @@ class ConfigMapWatch:
                 if not status:
                     status = parser.get_status_code()
                     if status == 200:
-                        yield status, b""  # connected: a quiet watch may send nothing for minutes
+                        yield status, b""  # open: a quiet watch may send nothing for minutes
                 pieces, sink.pieces = sink.pieces, []
                 if status != 200:
                     error_body += pieces

@@ -12,7 +12,7 @@ from pathlib import Path
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from seaway_serving.router.kube import SERVICE_ACCOUNT_DIR
+from seaway_serving.router.kube import SERVICE_ACCOUNT_DIR, WATCH_SECONDS
 
 _CONFIGMAP = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
@@ -35,6 +35,9 @@ class RouterSettings(BaseSettings):
     kube_client_cert: Path | None = None
     kube_client_key: Path | None = None
     kube_serviceaccount_dir: Path = SERVICE_ACCOUNT_DIR
+    kube_watch_seconds: int = Field(WATCH_SECONDS, ge=1, le=3600,
+                                    description="How long one watch request lasts before it is "
+                                    "renewed (from the last version seen)")
 
     host: str = "0.0.0.0"
     port: int = Field(8080, ge=0, le=65535)
