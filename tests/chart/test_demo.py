@@ -1,0 +1,52 @@
+"""``make demo`` runs to completion, non-interactively, as the README tells a user to run it.
+
+It starts a cluster of its own (a unique ``--name``, so a user's ``seaway`` cluster is never
+touched) with its operator, and the test stops it afterwards; the session's plane only stands for
+"the control-plane binaries exist" (and so fails, not skips, in CI when they do not).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+
+from seaway import localplane
+from seaway.localplane import config
+from tests.chart.conftest import ROOT
+
+
+def test_make_demo_runs_to_completion(control_plane: localplane.Plane) -> None:
+    name = f"demo-test-{secrets.token_hex(3)}"
+    env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "MAKEFLAGS")}
+    env["CI"] = "1"
+    run_dir = config.cluster_dir(name, env)
+    try:
+        result = subprocess.run(
+            ["make", "--no-print-directory", "demo", f"DEMO_ARGS=--name {name}"],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=360, check=False,
+        )  # fmt: skip
+        out = result.stdout
+        assert result.returncode == 0, f"{out[-3000:]}\n{result.stderr[-3000:]}"
+        for step in range(1, 6):
+            assert f"[{step}/5]" in out
+        rows = re.findall(r"(?m)^  churn +(.*)$", out)
+        stable_canary_weight = [tuple(r.split()[:3]) for r in rows]
+        assert ("1", "2", "20") in stable_canary_weight, rows  # the canary steps, as printed
+        assert ("1", "2", "50") in stable_canary_weight, rows
+        assert ("2", "3", "0") in stable_canary_weight, rows  # the broken revision, no traffic
+        assert "Warning  RolledBack" in out and "Reverted to revision 2" in out
+        assert "r3    Failed      (ProgressDeadlineExceeded)" in out
+        assert f"Stop it with: seaway cluster down --name {name}" in out
+        status = subprocess.run(
+            [sys.executable, "-m", "seaway.cli.main", "cluster", "status", "--name", name],
+            env=env, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert status.returncode == 0, "the demo leaves its cluster up"
+        assert "seaway-operator" in status.stderr
+    finally:
+        localplane.stop(run_dir)
+        shutil.rmtree(run_dir, ignore_errors=True)
