@@ -19,11 +19,13 @@ ends the watch, and list again when the server says the version is too old (410 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import base64
 import contextlib
 import json
 import logging
 import random
+import shutil
 import socket
 import ssl
 import tempfile
@@ -128,6 +130,7 @@ def from_kubeconfig(path: Path, context: str | None = None) -> KubeAccess:
         if section.get(f"{key}-data"):
             if not private:
                 private.append(Path(tempfile.mkdtemp(prefix="seaway-router-kube-")))
+                atexit.register(shutil.rmtree, private[0], True)
             target = private[0] / key
             target.write_bytes(base64.b64decode(section[f"{key}-data"]))
             target.chmod(0o600)
