@@ -200,15 +200,21 @@ def refused(log: Path) -> list[str]:
     return [line for line in log.read_text().splitlines() if "forbidden" in line.lower()]
 
 
-def test_operator_with_the_service_account_promotes_a_canary_in_a_restricted_namespace(
+def test_operator_with_the_service_account_promotes_and_reverts_in_a_restricted_namespace(
     release: Release, operator_as_service_account: Path, kube_api: client.ApiClient
 ) -> None:
+    """Every verb of the operator's role is used here: Secret get, status updates, Deployments,
+    Services, the router ConfigMap, HPAs (autoscaling), Events, and deletes (history pruning)."""
     user = User(kube_api, release.models)  # the user's side: admin, as a person with kubectl
     user.core.create_namespaced_secret(
         release.models, {"metadata": {"name": "model-store"}, "stringData": {"key": "value"}}
     )
-    body = md_body("churn", 1)
+    body = md_body("churn", 1, revisionHistoryLimit=2)
     body["spec"]["model"]["secretRef"] = {"name": "model-store"}
+    # replicas 1 = minReplicas: the rollout waits for spec.server.replicas ready pods even when
+    # an HPA owns the count (and HPAs get no metrics on the local plane).
+    body["spec"]["server"]["replicas"] = 1
+    body["spec"]["server"]["autoscaling"] = {"minReplicas": 1, "maxReplicas": 3}
     user.create(body)
 
     def stable(number: int) -> dict[str, Any]:
@@ -221,17 +227,46 @@ def test_operator_with_the_service_account_promotes_a_canary_in_a_restricted_nam
     user.patch_spec("churn", {"model": {"uri": "s3://models/churn/v2/model.joblib",
                                         "digest": "sha256:" + "2" * 64}})  # fmt: skip
     status = eventually(lambda: stable(2), timeout=90)
-    fates = {r["number"]: r.get("fate") for r in status["revisions"]}
-    assert fates[2] == "Stable", fates
+    assert {r["number"]: r.get("fate") for r in status["revisions"]}[2] == "Stable"
 
-    # Every Pod the operator created passed the namespace's "restricted" admission.
-    servers = pods(release.plane, release.models, "seaway.dev/revision=2")
-    assert len(servers) == 2
-    router = eventually(
-        lambda: pods(release.plane, release.models, "app.kubernetes.io/component=router"),
+    # A revision that never gets ready: reverted, and revision 1 pruned (revisionHistoryLimit 2).
+    user.patch_spec(
+        "churn",
+        {
+            "model": {"uri": "s3://models/churn/v3/model.joblib", "digest": "sha256:" + "3" * 64},
+            "server": {"podLabels": {"sim.seaway.dev/not-ready": "true"}},
+            "rollout": {"progressDeadlineSeconds": 10},
+        },
+    )
+
+    def reverted() -> dict[str, Any]:
+        status = stable(2)
+        fates = {r["number"]: r.get("fate") for r in status["revisions"]}
+        assert fates.get(3) == "Failed", fates
+        assert 1 not in fates, fates
+        return status
+
+    eventually(reverted, timeout=90)
+    apps = client.AppsV1Api(kube_api)
+    eventually(
+        lambda: (
+            [d.metadata.name for d in apps.list_namespaced_deployment(release.models).items]
+            == ["churn-r2", "churn-r3", "churn-router"]
+        ),
         timeout=30,
     )
-    assert router
+    scalers = client.AutoscalingV2Api(kube_api).list_namespaced_horizontal_pod_autoscaler(
+        release.models
+    )
+    assert [h.metadata.name for h in scalers.items] == ["churn-r2"]
+    events = user.core.list_namespaced_event(release.models).items
+    assert {"Promoted", "RolledBack"} <= {e.reason for e in events}
+
+    # Every Pod the operator asked for passed the namespace's "restricted" admission: the
+    # ReplicaSet controller reports a refused Pod as a FailedCreate event.
+    assert not [e.message for e in events if e.reason == "FailedCreate"]
+    assert pods(release.plane, release.models, "seaway.dev/revision=2")
+    assert pods(release.plane, release.models, "app.kubernetes.io/component=router")
     assert not refused(operator_as_service_account), refused(operator_as_service_account)
 
 
