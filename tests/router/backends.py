@@ -7,8 +7,9 @@ backends keeps the test suite light on a busy 2-core machine.
 
 Every answer names the backend and echoes what the router sent (request id, mirror marker,
 method, path, body size), so a test sees exactly where each request went. ``GET /_stats`` gives
-the counts a backend received (live and mirrored); ``POST /_set?status=..&delay_ms=..`` changes
-its behaviour while it runs. Built on the model server's transport, like the router.
+the counts a backend received (live and mirrored); ``POST /_set?status=..&delay_ms=..&pad=..``
+changes its behaviour while it runs (``pad``: extra bytes in every answer). Built on the model
+server's transport, like the router.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class Backend:
     name: str
     status: int = 200
     delay_ms: float = 0.0
+    pad: int = 0  # extra bytes in every answer
     live: int = 0
     mirrored: int = 0
     headers_seen: dict[str, str] = field(default_factory=dict)
@@ -43,7 +45,8 @@ class Backend:
             params = urllib.parse.parse_qs(req.query)
             self.status = int(params.get("status", [self.status])[0])
             self.delay_ms = float(params.get("delay_ms", [self.delay_ms])[0])
-            return _json(200, {"status": self.status, "delay_ms": self.delay_ms})
+            self.pad = int(params.get("pad", [self.pad])[0])
+            return _json(200, {"status": self.status, "delay_ms": self.delay_ms, "pad": self.pad})
         mirror = req.headers.get("seaway-mirror") == "1"
         if mirror:
             self.mirrored += 1
@@ -53,7 +56,7 @@ class Backend:
         doc = {"backend": self.name, "requestId": req.headers.get("x-request-id"),
                "mirror": mirror, "method": req.method, "path": req.path, "query": req.query,
                "bodyBytes": len(req.body), "host": req.headers.get("host"),
-               "headers": self.headers_seen}
+               "headers": self.headers_seen, "pad": "x" * self.pad}
         resp = _json(self.status, doc)
         resp.headers = f"x-backend: {self.name}\r\n".encode()
         if self.delay_ms <= 0:

@@ -189,8 +189,9 @@ class Backends:
         finally:
             c.close()
 
-    def set(self, name: str, *, status: int | None = None, delay_ms: float | None = None) -> None:
-        query = []
+    def set(self, name: str, *, status: int | None = None, delay_ms: float | None = None,
+            pad: int | None = None) -> None:
+        query = [] if pad is None else [f"pad={pad}"]
         if status is not None:
             query.append(f"status={status}")
         if delay_ms is not None:

@@ -241,7 +241,7 @@ def test_a_down_backend_fails_only_its_share(backends, router):
 def test_backend_timeout_body_limit_and_failing_backend(backends, router):
     bk = backends("slow::3000", "bad:503")
     rt = router(routes_doc(("r1", 1, bk.url("slow"), 100), ("r2", 2, bk.url("bad"), 0)),
-                backend_timeout_s="0.3", max_body_bytes="1000")
+                backend_timeout_s="0.3", max_body_bytes="1000", max_response_bytes="20000")
     client = rt.client()
     t0 = time.monotonic()
     reply = client.get("/v2/models/m/ready")
@@ -255,10 +255,17 @@ def test_backend_timeout_body_limit_and_failing_backend(backends, router):
     rt.wait_generation(2)
     reply = rt.client().get("/v2/models/m/ready")
     assert reply.status == 503 and reply.json()["backend"] == "bad"
+    bk.set("bad", pad=30_000)  # an answer above the limit is not relayed
+    reply = rt.client().get("/v2/models/m/ready")
+    assert reply.status == 502
+    assert reply.json()["error"] == "backend r2 answered more than 20000 bytes"
+    bk.set("bad", pad=10_000)
+    assert len(rt.client().get("/v2/models/m/ready").json()["pad"]) == 10_000
     text = rt.metrics()
     assert metric(text, "seaway_router_requests_total", revision="1", code="504") == 1
     assert metric(text, "seaway_router_upstream_errors_total", reason="timeout") == 1
-    assert metric(text, "seaway_router_requests_total", revision="2", code="503") == 1
+    assert metric(text, "seaway_router_requests_total", revision="2", code="503") == 2
+    assert metric(text, "seaway_router_upstream_errors_total", reason="protocol") == 1
 
 
 def test_request_ids_headers_and_paths_pass_through(backends, router):

@@ -61,6 +61,7 @@ async def serve(settings: RouterSettings) -> int:
     limits = Limits(
         backend_timeout=settings.backend_timeout_s, connect_timeout=settings.connect_timeout_s,
         max_connections=settings.max_backend_connections, max_queue=settings.max_backend_queue,
+        max_response=settings.max_response_bytes,
         max_mirror_in_flight=settings.max_mirror_in_flight,
         feedback_capacity=settings.feedback_capacity, feedback_ttl=settings.feedback_ttl_s)
     router = Router(metrics, limits, access_log=settings.access_log, seed=settings.seed)

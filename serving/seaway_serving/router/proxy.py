@@ -59,6 +59,7 @@ class Limits:
     connect_timeout: float = 3.0
     max_connections: int = 256
     max_queue: int = 1024
+    max_response: int = 64 << 20
     max_mirror_in_flight: int = 64
     feedback_capacity: int = 200_000
     feedback_ttl: float = 900.0
@@ -120,7 +121,7 @@ class Router:
             else:
                 pools[b.name] = Pool(b.name, b.host, b.port, self.limits.backend_timeout,
                                      self.limits.connect_timeout, self.limits.max_connections,
-                                     self.limits.max_queue)
+                                     self.limits.max_queue, self.limits.max_response)
         for name, pool in self.pools.items():
             if pools.get(name) is not pool:
                 pool.close()

@@ -44,6 +44,7 @@ class RouterSettings(BaseSettings):
     max_body_bytes: int = Field(16 << 20, gt=0, description="Request bodies above this get 413")
     keepalive_timeout_s: float = Field(75.0, gt=0)
     request_timeout_s: float = Field(30.0, gt=0, description="Time to receive one request")
+    max_response_bytes: int = Field(64 << 20, gt=0, description="Larger backend answers: 502")
     backend_timeout_s: float = Field(30.0, gt=0, description="Time a backend has to answer")
     connect_timeout_s: float = Field(3.0, gt=0)
     max_backend_connections: int = Field(256, ge=1, description="Per backend")

@@ -62,6 +62,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.received = False
         self.headers: list[tuple[bytes, bytes]] = []
         self.body: list[bytes] = []
+        self.size = 0
         self.headers_done = False
         self.framed = False  # the response says where it ends (length or chunked)
         self.closed = False
@@ -103,6 +104,7 @@ class UpstreamConnection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self.headers = []
         self.body = []
+        self.size = 0
         self.headers_done = False
         self.framed = False
 
@@ -123,6 +125,16 @@ class UpstreamConnection(asyncio.Protocol):
             self.abort()
 
     def on_body(self, body: bytes) -> None:
+        self.size += len(body)
+        if self.size > self.pool.max_response:
+            ex = self.exchange
+            self.exchange = None
+            self.abort()
+            if ex is not None:
+                self.pool.fail(ex, UpstreamError(
+                    502, "protocol", f"backend {self.pool.name} answered more than "
+                    f"{self.pool.max_response} bytes"))
+            raise httptools.HttpParserCallbackError("answer too large")
         self.body.append(body)
 
     def on_message_complete(self) -> None:
@@ -167,6 +179,7 @@ class Pool:
     connect_timeout: float
     max_connections: int
     max_queue: int
+    max_response: int = 64 << 20
     idle: list[UpstreamConnection] = field(default_factory=list)
     waiting: deque[Exchange] = field(default_factory=deque)
     connections: set[UpstreamConnection] = field(default_factory=set)
