@@ -102,3 +102,34 @@ def test_feedback_is_checked_and_counted_once(backends, router):
     rid = client.get("/").headers["x-request-id"]
     assert client.post("/feedback", {"requestId": rid, "reward": 1}).status == 404
     assert client.get("/experiment").status == 404
+
+
+def test_sticky_callers_stay_put_while_no_reward_arrives(backends, router):
+    bk = backends("a", "b")
+    experiment = {"type": "Bandit", "sticky": {"header": "X-User-Id"},
+                  "variants": [{"revision": 1}, {"revision": 2}]}
+    rt = router(routes_doc(("r1", 1, bk.url("a"), 50), ("r2", 2, bk.url("b"), 50),
+                           experiment=experiment))
+    client = rt.client()
+    users = [f"u{i}" for i in range(200)]
+    requests = [raw_request(headers={"X-User-Id": u}) for u in users]
+    replies = blast(rt.port, requests)
+    # variant 2 converts better: the bandit shifts traffic towards it
+    answer = client.post("/feedback", [{"requestId": r.headers["x-request-id"],
+                                        "reward": 1 if r.revision == 2 else 0}
+                                       for r in replies])
+    assert answer.json()["accepted"] == 200
+    deadline = time.monotonic() + 5
+    while metric(rt.metrics(), "seaway_router_backend_weight", revision="2") < 90:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    settled = [r.revision for r in blast(rt.port, requests)]
+    for _ in range(3):  # scrapes and time change nothing without new rewards
+        rt.metrics()
+        client.get("/experiment")
+        assert [r.revision for r in blast(rt.port, requests)] == settled
+    moved = sum(1 for before, after in zip(replies, settled, strict=True)
+                if before.revision != after)
+    assert all(after == 2 for before, after in zip(replies, settled, strict=True)
+               if before.revision != after)
+    assert 0 < moved < 200

@@ -141,6 +141,19 @@ def test_thompson_allocation_favours_the_best_arm_and_keeps_the_floor():
     assert set(exp.allocation(settings, [1, 2])) == {1, 2}
 
 
+def test_thompson_estimates_do_not_jitter():
+    """The same posteriors give the same allocation (no Monte Carlo noise between two
+    recomputations), and one more reward moves it a little, not at random."""
+    exp = Experiment(seed=5)
+    feed(exp, {1: 0.5, 2: 0.55}, 40)
+    first = exp.best_probabilities([1, 2])
+    assert exp.best_probabilities([1, 2]) == first
+    assert Experiment(seed=5).best_probabilities([1, 2]) != first  # arms empty: a real change
+    exp.reward(2, 1.0)
+    after = exp.best_probabilities([1, 2])
+    assert after[2] > first[2] and after[2] - first[2] < 0.05
+
+
 def test_epsilon_greedy_allocation():
     exp = Experiment(seed=3)
     feed(exp, {1: 0.3, 2: 0.6}, 100)

@@ -4,10 +4,11 @@ Rewards are numbers in [0, 1] (1 = the outcome you want, e.g. a click or a conve
 update a Beta posterior per variant: ``alpha = 1 + sum(r)``, ``beta = 1 + sum(1 - r)``.
 
 * Thompson sampling sends each variant the probability that it is the best one under the
-  posteriors, estimated by Monte Carlo (numpy, a few thousand joint draws). It is recomputed
-  when feedback arrives (at most a few times a second), not per request: with rewards arriving
-  seconds after the requests, per-request draws would not learn faster, and one probability per
-  variant is what sticky hashing and the exploration floor need.
+  posteriors, estimated by Monte Carlo (numpy, a few thousand joint draws from a fixed random
+  stream). It is recomputed when feedback arrives (at most a few times a second), not per
+  request: with rewards arriving seconds after the requests, per-request draws would not learn
+  faster, and one probability per variant is what sticky hashing and the exploration floor
+  need.
 * Epsilon-greedy sends ``max(epsilon, n * floor)`` of the traffic uniformly and the rest to the
   variant with the best posterior mean.
 
@@ -57,7 +58,7 @@ class Experiment:
 
     def __init__(self, seed: int | None = None) -> None:
         self.arms: dict[int, Arm] = {}
-        self.rng = np.random.default_rng(seed)
+        self.seed = int(np.random.SeedSequence(seed).generate_state(1)[0])
 
     def arm(self, revision: int) -> Arm:
         arm = self.arms.get(revision)
@@ -78,7 +79,11 @@ class Experiment:
             return {revisions[0]: 1.0}
         alpha = np.array([self.arm(r).alpha for r in revisions])
         beta = np.array([self.arm(r).beta for r in revisions])
-        draws = self.rng.beta(alpha, beta, size=(DRAWS, len(revisions)))
+        # The same random stream every time: the estimate is then a function of the posteriors
+        # alone, so it does not jitter between recomputations (which would move sticky callers
+        # back and forth across a variant boundary) and moves smoothly as rewards arrive.
+        rng = np.random.default_rng(self.seed)
+        draws = rng.beta(alpha, beta, size=(DRAWS, len(revisions)))
         wins = np.bincount(draws.argmax(axis=1), minlength=len(revisions))
         return {r: float(w) / DRAWS for r, w in zip(revisions, wins, strict=True)}
 
