@@ -217,7 +217,14 @@ def run_operator(
             options["registry"] = registry
         if settings is not None:
             options["settings"] = settings
-        with KopfRunner(argv, **options) as runner:
-            yield runner
+        # kopf's `run` makes a given registry the process-wide default and never restores it;
+        # without this, every later operator would run that registry's handlers instead of the
+        # ones its modules registered on import.
+        default = kopf.get_default_registry()
+        try:
+            with KopfRunner(argv, **options) as runner:
+                yield runner
+        finally:
+            kopf.set_default_registry(default)
 
     return run
