@@ -337,3 +337,30 @@ def test_deleting_the_model_deployment_removes_its_children(
         )
         eventually(lambda: user.deployments("gone") == {}, timeout=60, what="children collected")
         eventually(lambda: user.weights("gone") == {}, timeout=60, what="router config collected")
+
+
+def test_the_router_may_read_its_routes_and_nothing_else(
+    run_operator: Any, user: User, namespace: str, eventually: Any, control_plane: Any
+) -> None:
+    with run_operator(OPERATOR, namespace=namespace):
+        user.create(md_body("routed", 1, rollout={"strategy": "Immediate"}))
+        eventually(lambda: ready_revision(user, "routed", 1), timeout=30)
+    router = user.apps.read_namespaced_deployment("routed-router", namespace)
+    pod = router.spec.template.spec
+    assert pod.service_account_name == "routed-router"
+    assert pod.containers[0].command == ["seaway-router"]
+    assert pod.containers[0].args[:2] == ["--configmap", f"{namespace}/routed-router"]
+    server = user.apps.read_namespaced_deployment("routed-r1", namespace).spec.template.spec
+    assert server.containers[0].command == ["seaway-serve"]
+    assert server.automount_service_account_token is False
+    who = f"--as=system:serviceaccount:{namespace}:routed-router"
+
+    def can(*args: str) -> str:
+        result = control_plane.kubectl("auth", "can-i", *args, "-n", namespace, who, check=False)
+        return str(result.stdout.strip())
+
+    assert can("get", "configmaps/routed-router") == "yes"
+    assert can("watch", "configmaps/routed-router") == "yes"
+    assert can("get", "configmaps/other") == "no"
+    assert can("get", "secrets") == "no"
+    assert can("list", "pods") == "no"

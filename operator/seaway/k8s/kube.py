@@ -49,6 +49,9 @@ RESOURCES: dict[str, Resource] = {
     "Job": Resource("/apis/batch/v1", "jobs"),
     "HorizontalPodAutoscaler": Resource("/apis/autoscaling/v2", "horizontalpodautoscalers"),
     "HTTPRoute": Resource("/apis/gateway.networking.k8s.io/v1", "httproutes"),
+    "ServiceAccount": Resource("/api/v1", "serviceaccounts"),
+    "Role": Resource("/apis/rbac.authorization.k8s.io/v1", "roles"),
+    "RoleBinding": Resource("/apis/rbac.authorization.k8s.io/v1", "rolebindings"),
     "ModelDeployment": Resource("/apis/seaway.dev/v1alpha1", "modeldeployments"),
     "RetrainJob": Resource("/apis/seaway.dev/v1alpha1", "retrainjobs"),
 }

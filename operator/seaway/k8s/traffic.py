@@ -47,6 +47,9 @@ class BuiltinRouter:
         name, ns, owner = self.md_name, self.namespace, self.owner
         # The ConfigMap goes last: verify_weights reads it, so once it holds the weights the
         # router's Deployment and Service exist too, even if a pass was interrupted.
+        if self.service_account is None:
+            for manifest in children.router_access(md_name=name, namespace=ns, owner=owner):
+                self.kube.apply_if_changed(manifest)
         self.kube.apply_if_changed(children.router_service(md_name=name, namespace=ns, owner=owner))
         self.kube.apply_if_changed(
             children.router_deployment(

@@ -101,7 +101,7 @@ def server_deployment(
     container: Manifest = {
         "name": "server",
         "image": server.image,
-        "args": ["seaway-serve"],
+        "command": ["seaway-serve"],
         "env": env,
         "ports": [{"name": "http", "containerPort": SERVER_PORT, "protocol": "TCP"}],
         "readinessProbe": {
@@ -235,21 +235,57 @@ def router_configmap(
     }
 
 
+def router_access(*, md_name: str, namespace: str, owner: Manifest) -> list[Manifest]:
+    """The router's own ServiceAccount, allowed to read exactly its routes ConfigMap."""
+    name = router_name(md_name)
+    labels = _labels(md_name, "router")
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": _meta(name, namespace, owner, labels),
+            "automountServiceAccountToken": False,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": _meta(name, namespace, owner, labels),
+            "rules": [
+                {
+                    "apiGroups": [""],
+                    "resources": ["configmaps"],
+                    "resourceNames": [name],
+                    "verbs": ["get", "list", "watch"],
+                }
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": _meta(name, namespace, owner, labels),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
+        },
+    ]
+
+
 def router_deployment(
     *, md_name: str, namespace: str, owner: Manifest, image: str, service_account: str | None
 ) -> Manifest:
     labels = _labels(md_name, "router")
     selector = {MD_LABEL: md_name, COMPONENT_LABEL: "router"}
     pod_spec: Manifest = {
-        "automountServiceAccountToken": service_account is not None,
+        # The only pod that talks to the API server: it watches its routes ConfigMap.
+        "automountServiceAccountToken": True,
+        "serviceAccountName": service_account or router_name(md_name),
         "enableServiceLinks": False,
         "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
         "containers": [
             {
                 "name": "router",
                 "image": image,
+                "command": ["seaway-router"],
                 "args": [
-                    "seaway-router",
                     "--configmap",
                     f"{namespace}/{router_name(md_name)}",
                     "--port",
@@ -262,8 +298,6 @@ def router_deployment(
             }
         ],
     }
-    if service_account is not None:
-        pod_spec["serviceAccountName"] = service_account
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

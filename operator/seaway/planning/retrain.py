@@ -473,7 +473,7 @@ def training_job(
     container: dict[str, Any] = {
         "name": "trainer",
         "image": spec.trainer_image or default_image,
-        "args": ["seaway-train"],
+        "command": ["seaway-train"],
         "terminationMessagePath": TERMINATION_LOG,
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "securityContext": RESTRICTED_CONTAINER,
@@ -483,7 +483,8 @@ def training_job(
     if custom is not None:
         container["image"] = custom.image
         container["command"] = list(custom.command)
-        container["args"] = list(custom.args or [])
+        if custom.args:
+            container["args"] = list(custom.args)
         env.update({e.name: e.value for e in custom.env or []})
     container["env"] = [{"name": k, "value": v} for k, v in sorted(env.items())]
     # Each store's credentials under its own prefix, so two Secrets never overwrite each other's
