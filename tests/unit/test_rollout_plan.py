@@ -370,3 +370,29 @@ def test_a_retired_revision_coming_back_must_become_ready_again() -> None:
     sim.ready[1] = 2
     sim.step(spec(D2, rollout=immediate, rollbackTo={"revision": 1}), after=1)
     assert sim.status.stable_revision == 1 and sim.fate(2) == "Retired"
+
+
+def test_a_mirror_revision_runs_with_live_weight_zero_unless_it_failed() -> None:
+    from seaway.planning import children
+
+    sim = Sim()
+    stable_at_one(sim)
+    sim.ready[2] = 2
+    sim.step(spec(D2, rollout={"strategy": "Immediate"}))
+    assert sim.status.stable_revision == 2
+    shadow = spec(
+        D2, rollout={"strategy": "Immediate"}, traffic={"mirror": {"revision": 1, "percent": 20}}
+    )
+    p = sim.step(shadow, after=1)
+    assert (p.weights, p.mirror, p.replicas) == ({1: 0, 2: 100}, 1, {1: 2, 2: 2})
+    routes = children.routes("churn", "ml", p.weights, shadow, p.mirror)
+    assert routes["mirror"] == {"revision": 1, "percent": 20}
+    assert {b["revision"]: b["weight"] for b in routes["backends"]} == {1: 0, 2: 100}
+    # a failed revision gets no copies
+    sim2 = Sim()
+    stable_at_one(sim2)
+    sim2.step(spec(D2))
+    sim2.step(spec(D2), after=121)
+    assert sim2.fate(2) == "Failed"
+    p = sim2.step(spec(D2, traffic={"mirror": {"revision": 2, "percent": 50}}), after=1)
+    assert p.mirror is None and 2 not in p.weights

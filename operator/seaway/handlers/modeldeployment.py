@@ -226,8 +226,8 @@ def act(
             ensure(number, replicas)
     if result.weights:
         backend = backend_for(kube, md, settings)
-        if not backend.verify_weights(result.weights):
-            backend.set_weights(result.weights)
+        if not backend.verify_weights(result.weights, result.mirror):
+            backend.set_weights(result.weights, result.mirror)
             logger.info("Set weights of %s/%s to %s", ns, name, result.weights)
     for number, replicas in sorted(result.replicas.items()):
         if replicas == 0 and number in live:

@@ -15,9 +15,9 @@ from seaway.planning import children
 
 
 class TrafficBackend(Protocol):
-    def set_weights(self, weights: dict[int, int]) -> None: ...
+    def set_weights(self, weights: dict[int, int], mirror: int | None = None) -> None: ...
 
-    def verify_weights(self, weights: dict[int, int]) -> bool: ...
+    def verify_weights(self, weights: dict[int, int], mirror: int | None = None) -> bool: ...
 
 
 class BuiltinRouter:
@@ -42,8 +42,8 @@ class BuiltinRouter:
         self.router_image = router_image
         self.service_account = service_account
 
-    def set_weights(self, weights: dict[int, int]) -> None:
-        document = children.routes(self.md_name, self.namespace, weights, self.spec)
+    def set_weights(self, weights: dict[int, int], mirror: int | None = None) -> None:
+        document = children.routes(self.md_name, self.namespace, weights, self.spec, mirror)
         name, ns, owner = self.md_name, self.namespace, self.owner
         # The ConfigMap goes last: verify_weights reads it, so once it holds the weights the
         # router's Deployment and Service exist too, even if a pass was interrupted.
@@ -64,13 +64,13 @@ class BuiltinRouter:
             children.router_configmap(md_name=name, namespace=ns, owner=owner, document=document)
         )
 
-    def verify_weights(self, weights: dict[int, int]) -> bool:
+    def verify_weights(self, weights: dict[int, int], mirror: int | None = None) -> bool:
         found = self.kube.get("ConfigMap", self.namespace, children.router_name(self.md_name))
         if found is None:
             return False
         document = json.loads(found.get("data", {}).get(children.ROUTES_KEY, "{}"))
         live = {b["revision"]: b["weight"] for b in document.get("backends", [])}
-        return live == weights
+        return live == weights and (document.get("mirror") or {}).get("revision") == mirror
 
 
 class GatewayRoute:
@@ -91,7 +91,9 @@ class GatewayRoute:
         self.owner = owner
         self.spec = spec
 
-    def set_weights(self, weights: dict[int, int]) -> None:
+    def set_weights(self, weights: dict[int, int], mirror: int | None = None) -> None:
+        # The standard channel's HTTPRoute has no percentage mirror: only the built-in router
+        # mirrors.
         self.kube.apply(
             children.http_route(
                 md_name=self.md_name,
@@ -102,7 +104,7 @@ class GatewayRoute:
             )
         )
 
-    def verify_weights(self, weights: dict[int, int]) -> bool:
+    def verify_weights(self, weights: dict[int, int], mirror: int | None = None) -> bool:
         found = self.kube.get("HTTPRoute", self.namespace, self.md_name)
         if found is None:
             return False

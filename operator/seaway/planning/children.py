@@ -200,7 +200,11 @@ def autoscaler(
 
 
 def routes(
-    md_name: str, namespace: str, weights: dict[int, int], spec: ModelDeploymentSpec
+    md_name: str,
+    namespace: str,
+    weights: dict[int, int],
+    spec: ModelDeploymentSpec,
+    mirror: int | None = None,
 ) -> Manifest:
     """The router's configuration: backends, weights, experiment and mirror (format v1)."""
     traffic = spec.traffic
@@ -219,7 +223,7 @@ def routes(
     }
     if traffic is not None and traffic.experiment is not None:
         document["experiment"] = traffic.experiment.to_wire()
-    if traffic is not None and traffic.mirror is not None:
+    if traffic is not None and traffic.mirror is not None and mirror == traffic.mirror.revision:
         document["mirror"] = traffic.mirror.to_wire()
     return document
 

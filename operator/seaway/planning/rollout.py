@@ -71,6 +71,8 @@ class Plan:
     notifications: list[dict[str, object]] = field(default_factory=list)
     #: Revisions whose children should be deleted (pruned from history).
     pruned: list[int] = field(default_factory=list)
+    #: The revision that gets copies of live traffic (spec.traffic.mirror), when it can.
+    mirror: int | None = None
     #: Seconds until a pass is needed even if nothing changes; None: only on change.
     requeue_after: float | None = None
 
@@ -197,8 +199,27 @@ class _Pass:
             else:
                 self.roll_out(desired)
         self.run_experiment()
+        self.run_mirror()
         self.finish()
         return self.plan
+
+    def run_mirror(self) -> None:
+        """Keep the mirror's revision running with live weight 0, unless it failed."""
+        mirror = self.spec.traffic.mirror if self.spec.traffic is not None else None
+        if mirror is None or self.spec.paused:
+            return
+        target = self.revision(mirror.revision)
+        if target is None:
+            self.problem = (
+                "InvalidSpec",
+                f"mirror revision {mirror.revision} is not in status.revisions",
+            )
+            return
+        if target.fate in ("Failed", "RolledBack"):
+            return  # a rejected revision gets no traffic at all, not even copies
+        self.plan.mirror = mirror.revision
+        if self.plan.weights and mirror.revision not in self.plan.weights:
+            self.plan.weights[mirror.revision] = 0
 
     def run_experiment(self) -> None:
         """An experiment decides the split among its variants (see planning/experiment.py)."""
@@ -508,6 +529,7 @@ class _Pass:
             for r in st.revisions:
                 active = r.number in (st.stable_revision, st.canary_revision)
                 active = active or r.number in self.experiment_revisions
+                active = active or r.number == self.plan.mirror
                 self.plan.replicas[r.number] = replicas if active else 0
         if self.plan.weights:
             st.weights = [

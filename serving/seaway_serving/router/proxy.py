@@ -125,14 +125,9 @@ class Router:
         for name, pool in self.pools.items():
             if pools.get(name) is not pool:
                 pool.close()
-        mirror = None
-        if routes.mirror is not None:
-            target = routes.by_revision(routes.mirror.revision)
-            if target.weight > 0:
-                mirror = target
-            else:
-                log.warning("Mirror target %s has weight 0: no copies are sent to it",
-                            target.name, extra={"backend": target.name})
+        # The mirror target usually has live weight 0 (a shadow): weight is about live traffic.
+        # The operator leaves `mirror` out of the routes for a revision that failed.
+        mirror = routes.by_revision(routes.mirror.revision) if routes.mirror is not None else None
         sticky = experiment.sticky if experiment is not None else None
         self.pools = pools
         self.live = Live(
