@@ -80,8 +80,9 @@ class Router(Strict):
     serviceAccountName: str = Field(
         "",
         description=(
-            "ServiceAccount the router Pods run as, in the ModelDeployment's namespace (it must "
-            "exist there). Empty: the router gets no ServiceAccount token."
+            "ServiceAccount the router Pods run as, in each ModelDeployment's namespace (it must "
+            "exist there and may read the router's ConfigMap). Empty: the operator gives each "
+            "router its own ServiceAccount, allowed to read only its routes ConfigMap."
         ),
     )
 

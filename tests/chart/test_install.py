@@ -255,6 +255,12 @@ def test_operator_with_the_service_account_promotes_and_reverts_in_a_restricted_
         ),
         timeout=30,
     )
+    # The router's own ServiceAccount, Role and RoleBinding, created with the operator's rights.
+    rbac = client.RbacAuthorizationV1Api(kube_api)
+    assert rbac.read_namespaced_role_binding("churn-router", release.models).subjects[0].name == (
+        "churn-router"
+    )
+    assert user.core.read_namespaced_service_account("churn-router", release.models)
     scalers = client.AutoscalingV2Api(kube_api).list_namespaced_horizontal_pod_autoscaler(
         release.models
     )
@@ -289,7 +295,23 @@ def test_training_job_pods_are_admitted_as_restricted(
     assert not refused(operator_as_service_account), refused(operator_as_service_account)
 
 
-# -- uninstall (last) ------------------------------------------------------------------------
+# -- upgrade and uninstall (last) ------------------------------------------------------------
+
+
+def test_upgrade_changes_the_operator_and_keeps_managing_the_crds(release: Release) -> None:
+    upgrade = [release.helm, "upgrade", release.name, CHART, "-n", release.namespace]
+    run([*upgrade, "--kubeconfig", release.plane.kubeconfig, "--reuse-values", "--set=workers=2"])
+    deployment = yaml.safe_load(
+        release.kubectl(
+            "get", "deployment", release.name, "-n", release.namespace, "-o", "yaml"
+        ).stdout
+    )
+    assert "--workers=2" in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    crd_yaml = release.kubectl("get", "crd", "modeldeployments.seaway.dev", "-o", "yaml").stdout
+    crd = yaml.safe_load(crd_yaml)
+    assert crd["metadata"]["annotations"]["meta.helm.sh/release-name"] == release.name
+    assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
 
 
 def test_uninstall_keeps_the_crds_and_the_approval_policy(release: Release) -> None:
