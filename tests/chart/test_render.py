@@ -22,6 +22,7 @@ import yaml
 from pydantic import BaseModel
 
 import seaway
+from seaway.k8s import kube
 from seaway.planning import children
 from tests.chart.conftest import CHART, CI_VALUES, ROOT, kinds, render, run
 
@@ -219,6 +220,16 @@ def test_crds_are_the_generated_files_with_the_keep_policy(helm: Path) -> None:
 def test_operator_rules_are_exactly_the_verbs_it_uses(rendered: list[dict[str, Any]]) -> None:
     operator = by_name(rendered, "ClusterRole", "-operator")
     assert flatten(operator["rules"]) == OPERATOR_RULES
+
+
+def test_every_kind_the_operator_talks_to_is_in_its_role(helm: Path) -> None:
+    """A kind added to seaway.k8s.kube.RESOURCES needs a rule here (and in OPERATOR_RULES)."""
+    table = flatten(by_name(render(helm), "ClusterRole", "-operator")["rules"])
+    for kind, resource in kube.RESOURCES.items():
+        group = "" if resource.prefix == "/api/v1" else resource.prefix.split("/")[2]
+        if kind == "Secret":
+            continue  # get only, and per namespace: checked below
+        assert (group, resource.plural) in table, f"{kind}: no rule for {group}/{resource.plural}"
 
 
 def test_no_wildcards_escalation_or_cluster_wide_secrets(rendered: list[dict[str, Any]]) -> None:
