@@ -396,3 +396,17 @@ def test_a_mirror_revision_runs_with_live_weight_zero_unless_it_failed() -> None
     assert sim2.fate(2) == "Failed"
     p = sim2.step(spec(D2, traffic={"mirror": {"revision": 2, "percent": 50}}), after=1)
     assert p.mirror is None and 2 not in p.weights
+
+
+def test_with_an_autoscaler_fully_ready_means_its_minimum() -> None:
+    sim = Sim()
+    stable_at_one(sim)
+    scaled = {
+        "image": "seaway/server:1",
+        "replicas": 2,
+        "autoscaling": {"minReplicas": 1, "maxReplicas": 4},
+    }
+    bg = spec(D2, rollout={"strategy": "BlueGreen"}, server=scaled)
+    sim.ready[2] = 1
+    p = sim.step(bg)
+    assert sim.status.stable_revision == 2 and p.weights == {2: 100}

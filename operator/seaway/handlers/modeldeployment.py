@@ -15,7 +15,7 @@ from seaway.api.modeldeployment import ModelDeployment
 from seaway.api.retrainjob import RetrainJob
 from seaway.handlers import notify
 from seaway.k8s import traffic
-from seaway.k8s.kube import APPLIED_HASH, Conflict, Kube, Manifest
+from seaway.k8s.kube import APPLIED_HASH, Conflict, Kube, KubeError, Manifest
 from seaway.k8s.kube import stamp as kube_stamp
 from seaway.metrics.prometheus import Prometheus
 from seaway.planning import analysis, children, revisions
@@ -43,6 +43,22 @@ class Settings:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
 
+def secret_may_exist(kube: Kube, namespace: str, name: str) -> bool:
+    """False only when the API server says the Secret does not exist.
+
+    Least-privilege installs grant Secret ``get`` only in some namespaces: elsewhere the check
+    is skipped (a missing Secret then shows as pods that fail to start) instead of failing the
+    pass forever.
+    """
+    try:
+        return kube.get("Secret", namespace, name) is not None
+    except KubeError as exc:
+        if exc.status == 403:
+            logger.info("Not allowed to read Secrets in %s; assuming %s exists", namespace, name)
+            return True
+        raise
+
+
 def resolve(
     kube: Kube, md: ModelDeployment
 ) -> tuple[revisions.ResolvedModel | None, tuple[str, str] | None]:
@@ -50,7 +66,7 @@ def resolve(
     ns = md.metadata.namespace
     source = md.spec.model
     secret = source.secret_ref.name if source.secret_ref else None
-    if secret is not None and kube.get("Secret", ns, secret) is None:
+    if secret is not None and not secret_may_exist(kube, ns, secret):
         return None, ("SecretNotFound", f"Secret {secret} (model.secretRef) not found in {ns}")
     if source.uri is not None:
         return revisions.resolve_model(md.spec), None

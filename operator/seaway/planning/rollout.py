@@ -398,7 +398,9 @@ class _Pass:
 
     def walk(self, desired: RevisionStatus, ready: int) -> None:
         stable = self.st.stable_revision
-        replicas = self.spec.server.replicas
+        scaling = self.spec.server.autoscaling
+        # With an autoscaler the HPA owns the count: "fully ready" is its minimum.
+        replicas = scaling.min_replicas if scaling is not None else self.spec.server.replicas
         fully_ready = ready >= max(replicas, 1)
         strategy = self.spec.rollout.strategy if self.spec.rollout is not None else "Immediate"
         skip = "promote_full" in self.new_tokens or (
