@@ -47,11 +47,6 @@ TARGET = {
     "platform_python_implementation": "CPython",
     "platform_machine": "x86_64",
 }
-SERVER_PINS = pytest.mark.xfail(
-    strict=True,
-    reason="serving/Dockerfile does not pin its dependencies nor label its scikit-learn version "
-    "yet (owned outside the chart work; see docs/install.md#images)",
-)
 
 
 def hadolint() -> str | None:
@@ -218,11 +213,9 @@ def test_operator_image_pins_are_complete_and_within_pyproject() -> None:
     assert labels(OPERATOR)["dev.seaway.kubernetes-client.version"] == pinned["kubernetes"]
 
 
-@SERVER_PINS
 def test_server_image_pins_are_complete_and_within_pyproject() -> None:
     check_pins(SERVER)
 
 
-@SERVER_PINS
 def test_server_image_labels_its_scikit_learn_version() -> None:
     assert labels(SERVER)["dev.seaway.scikit-learn.version"] == pins(SERVER)["scikit-learn"]
