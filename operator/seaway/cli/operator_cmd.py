@@ -38,6 +38,26 @@ def operator_group() -> None:
     show_default=True,
     help="Reconciles in parallel.",
 )
+@click.option(
+    "--leader-elect",
+    is_flag=True,
+    envvar="SEAWAY_LEADER_ELECT",
+    help="Run as one of several replicas: only the holder of a Lease reconciles.",
+)
+@click.option(
+    "--lease-namespace",
+    envvar="SEAWAY_LEASE_NAMESPACE",
+    default="default",
+    show_default=True,
+    help="Namespace of the leader-election Lease.",
+)
+@click.option(
+    "--lease-name",
+    envvar="SEAWAY_LEASE_NAME",
+    default="seaway-operator",
+    show_default=True,
+    help="Name of the leader-election Lease.",
+)
 @click.option("--verbose", "-v", is_flag=True, help="Log every watch event and API call.")
 def run(
     namespaces: tuple[str, ...],
@@ -45,6 +65,9 @@ def run(
     router_image: str | None,
     prometheus_url: str | None,
     workers: int,
+    leader_elect: bool,
+    lease_namespace: str,
+    lease_name: str,
     verbose: bool,
 ) -> None:
     """Run the operator against the current kubeconfig until interrupted."""
@@ -55,6 +78,10 @@ def run(
     if prometheus_url:
         os.environ["SEAWAY_PROMETHEUS_URL"] = prometheus_url
     os.environ["SEAWAY_WORKERS"] = str(workers)
+    if leader_elect:
+        os.environ["SEAWAY_LEADER_ELECT"] = "true"
+        os.environ["SEAWAY_LEASE_NAMESPACE"] = lease_namespace
+        os.environ["SEAWAY_LEASE_NAME"] = lease_name
     from seaway.handlers import operator
 
     operator.run(namespaces=list(namespaces), verbose=verbose)

@@ -19,6 +19,7 @@ from seaway.handlers import modeldeployment, retrainjob
 from seaway.handlers.workqueue import WorkQueue
 from seaway.k8s.cache import CachedKube, Store
 from seaway.k8s.kube import Kube, load_api_client
+from seaway.k8s.lease import LeaderElector
 from seaway.planning import children
 from seaway.planning.retrain import RETRAIN_LABEL
 
@@ -73,14 +74,52 @@ async def start(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: Any) -> N
         return await asyncio.to_thread(reconcilers[kind], kube, namespace, name, md_settings)
 
     queue = WorkQueue(work, concurrency=settings.execution.max_workers or 8)
-    queue.start()
     memo["queue"] = queue
     memo["kube"] = kube
+    if os.environ.get(LEADER_ELECT_ENV, "").lower() in ("1", "true", "yes"):
+        # Watch events still fill the queue; only the Lease holder works it off.
+        memo["leader"] = asyncio.create_task(lead(kube, queue))
+    else:
+        queue.start()
     logger.info("Started the Seaway operator")
+
+
+LEADER_ELECT_ENV = "SEAWAY_LEADER_ELECT"
+RENEW_EVERY = 3.0
+
+
+async def lead(kube: Kube, queue: WorkQueue) -> None:
+    """Hold the Lease while working; exit the process when it cannot be held any more."""
+    identity = f"{os.environ.get('HOSTNAME', 'seaway')}-{os.getpid()}"
+    elector = LeaderElector(
+        kube,
+        namespace=os.environ.get("SEAWAY_LEASE_NAMESPACE", "default"),
+        name=os.environ.get("SEAWAY_LEASE_NAME", "seaway-operator"),
+        identity=identity,
+    )
+    loop = asyncio.get_running_loop()
+    leading, renewed = False, 0.0
+    logger.info("Waiting for the Lease %s/%s as %s", elector.namespace, elector.name, identity)
+    while True:
+        held = await asyncio.to_thread(elector.try_once)
+        if held:
+            renewed = loop.time()
+            if not leading:
+                leading = True
+                queue.start()
+                logger.info("Became the leader: reconciling")
+        elif leading and loop.time() - renewed > elector.duration_seconds - 2 * RENEW_EVERY:
+            # Stop before anyone may take over: never two writers.
+            logger.error("Lost the Lease %s/%s; exiting", elector.namespace, elector.name)
+            os._exit(1)
+        await asyncio.sleep(RENEW_EVERY)
 
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
+    leader = memo.get("leader")
+    if leader is not None:
+        leader.cancel()
     queue = memo.get("queue")
     if queue is not None:
         await queue.stop()

@@ -50,6 +50,7 @@ RESOURCES: dict[str, Resource] = {
     "HorizontalPodAutoscaler": Resource("/apis/autoscaling/v2", "horizontalpodautoscalers"),
     "HTTPRoute": Resource("/apis/gateway.networking.k8s.io/v1", "httproutes"),
     "ServiceAccount": Resource("/api/v1", "serviceaccounts"),
+    "Lease": Resource("/apis/coordination.k8s.io/v1", "leases"),
     "Role": Resource("/apis/rbac.authorization.k8s.io/v1", "roles"),
     "RoleBinding": Resource("/apis/rbac.authorization.k8s.io/v1", "rolebindings"),
     "ModelDeployment": Resource("/apis/seaway.dev/v1alpha1", "modeldeployments"),
@@ -166,6 +167,22 @@ class Kube:
             query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
             content_type="application/apply-patch+yaml",
         )
+        self._wrote()
+        return result
+
+    def create(self, manifest: Manifest) -> Manifest:
+        """POST a new object (409 Conflict when it exists already)."""
+        meta = manifest["metadata"]
+        path = RESOURCES[manifest["kind"]].path(meta["namespace"])
+        result: Manifest = self._call("POST", path, body=manifest)
+        self._wrote()
+        return result
+
+    def replace(self, manifest: Manifest) -> Manifest:
+        """PUT a whole object with the resourceVersion it was read at (409 when stale)."""
+        meta = manifest["metadata"]
+        path = RESOURCES[manifest["kind"]].path(meta["namespace"], meta["name"])
+        result: Manifest = self._call("PUT", path, body=manifest)
         self._wrote()
         return result
 
