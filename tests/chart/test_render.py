@@ -112,6 +112,7 @@ def test_helm_lint_strict(helm: Path, values: list[str]) -> None:
     [
         ("crds.enbled=true", "additional properties 'enbled' not allowed"),
         ("replicaCount=2", "additional properties 'replicaCount' not allowed"),
+        ("replicas=9", "replicas"),
         ("workers=many", "got string, want integer"),
         ("workers=0", "minimum"),
         ("image.pullPolicy=Sometimes", "value must be one of 'Always'"),
@@ -229,6 +230,8 @@ def test_every_kind_the_operator_talks_to_is_in_its_role(helm: Path) -> None:
         group = "" if resource.prefix == "/api/v1" else resource.prefix.split("/")[2]
         if kind == "Secret":
             continue  # get only, and per namespace: checked below
+        if kind == "Lease":
+            continue  # only with replicas > 1, in the release namespace: checked below
         assert (group, resource.plural) in table, f"{kind}: no rule for {group}/{resource.plural}"
 
 
@@ -370,3 +373,24 @@ def test_grafana_dashboard_queries_metrics_the_server_exports(helm: Path) -> Non
     exported = set(re.findall(r'"(seaway_[a-z_]+)"', source))
     assert used and used <= exported, f"not exported by the server: {sorted(used - exported)}"
     assert not kinds(render(helm), "ConfigMap")
+
+
+def test_replicas_above_one_elect_a_leader(helm: Path) -> None:
+    single = render(helm)
+    assert by_name(single, "Deployment", "")["spec"]["strategy"] == {"type": "Recreate"}
+    assert not [
+        r for r in kinds(single, "Role") if r["metadata"]["name"].endswith("leader-election")
+    ]
+    objects = render(helm, "--set", "replicas=2")
+    deployment = by_name(objects, "Deployment", "")
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    env = {
+        e["name"]: e.get("value")
+        for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["SEAWAY_LEADER_ELECT"] == "true"
+    role = by_name(objects, "Role", "-leader-election")
+    assert flatten(role["rules"]) == {
+        ("coordination.k8s.io", "leases"): {"get", "create", "update"}
+    }
