@@ -266,7 +266,8 @@ def test_cluster_wide_by_default_namespaced_on_request(helm: Path) -> None:
     assert flatten(by_name(default, "ClusterRole", "-operator-discovery")["rules"]) == {
         ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"}
     }
-    assert operator_container(default)["args"] == ["operator", "run", "--workers=8"]
+    health = "--health=http://0.0.0.0:8080/healthz"
+    assert operator_container(default)["args"] == ["operator", "run", "--workers=8", health]
 
     namespaced = render(helm, *NAMESPACED)
     cluster_bindings = [b["metadata"]["name"] for b in kinds(namespaced, "ClusterRoleBinding")]
@@ -286,6 +287,7 @@ def test_cluster_wide_by_default_namespaced_on_request(helm: Path) -> None:
         "operator",
         "run",
         "--workers=8",
+        health,
         "--namespace=ml",
         "--namespace=ml-staging",
     ]
@@ -325,7 +327,13 @@ def test_operator_settings_reach_the_environment_the_operator_reads(helm: Path) 
     for name in env:
         if name != "SEAWAY_CI":
             assert f'"{name}"' in read, f"the operator does not read {name}"
-    assert container["args"] == ["operator", "run", "--workers=4", "--verbose"]
+    assert container["args"] == [
+        "operator",
+        "run",
+        "--workers=4",
+        "--health=http://0.0.0.0:8080/healthz",
+        "--verbose",
+    ]
     assert container["image"] == "seaway.test/seaway-operator:ci"
     digest = "sha256:" + "ab" * 32
     objects = render(helm, "--set", f"image.digest={digest}")
@@ -394,3 +402,9 @@ def test_replicas_above_one_elect_a_leader(helm: Path) -> None:
     assert flatten(role["rules"]) == {
         ("coordination.k8s.io", "leases"): {"get", "create", "update"}
     }
+
+
+def test_the_operator_has_a_liveness_probe(rendered: list[dict[str, Any]]) -> None:
+    container = by_name(rendered, "Deployment", "")["spec"]["template"]["spec"]["containers"][0]
+    assert "--health=http://0.0.0.0:8080/healthz" in container["args"]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}

@@ -52,7 +52,7 @@ def test_operator_run_passes_its_flags_on(monkeypatch: pytest.MonkeyPatch) -> No
 
     seen: dict[str, object] = {}
 
-    def fake_run(*, namespaces: list[str], verbose: bool) -> None:
+    def fake_run(*, namespaces: list[str], verbose: bool, health: str | None = None) -> None:
         import os
 
         seen.update(namespaces=namespaces, verbose=verbose)

@@ -58,6 +58,11 @@ def operator_group() -> None:
     show_default=True,
     help="Name of the leader-election Lease.",
 )
+@click.option(
+    "--health",
+    envvar="SEAWAY_HEALTH",
+    help="Serve a liveness endpoint, e.g. http://0.0.0.0:8080/healthz.",
+)
 @click.option("--verbose", "-v", is_flag=True, help="Log every watch event and API call.")
 def run(
     namespaces: tuple[str, ...],
@@ -68,6 +73,7 @@ def run(
     leader_elect: bool,
     lease_namespace: str,
     lease_name: str,
+    health: str | None,
     verbose: bool,
 ) -> None:
     """Run the operator against the current kubeconfig until interrupted."""
@@ -84,4 +90,4 @@ def run(
         os.environ["SEAWAY_LEASE_NAME"] = lease_name
     from seaway.handlers import operator
 
-    operator.run(namespaces=list(namespaces), verbose=verbose)
+    operator.run(namespaces=list(namespaces), verbose=verbose, health=health)

@@ -207,8 +207,11 @@ async def on_training_job(
         memo["queue"].add(("RetrainJob", namespace, labels[RETRAIN_LABEL]))
 
 
-def run(*, namespaces: list[str], verbose: bool = False) -> None:
-    """Run the operator until interrupted (cluster-wide when ``namespaces`` is empty)."""
+def run(*, namespaces: list[str], verbose: bool = False, health: str | None = None) -> None:
+    """Run the operator until interrupted (cluster-wide when ``namespaces`` is empty).
+
+    ``health`` (e.g. ``http://0.0.0.0:8080/healthz``) serves kopf's liveness endpoint.
+    """
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat.PLAIN)
     if not verbose:  # one line per handled watch event is noise; Seaway logs what it did
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
@@ -216,6 +219,7 @@ def run(*, namespaces: list[str], verbose: bool = False) -> None:
         kopf.operator(
             clusterwide=not namespaces,
             namespaces=namespaces,
+            liveness_endpoint=health,
             standalone=True,
         )
     )
