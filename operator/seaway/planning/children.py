@@ -299,8 +299,10 @@ def router_deployment(
                 "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}},
                 "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}},
                 "securityContext": RESTRICTED_CONTAINER,
+                "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
             }
         ],
+        "volumes": [{"name": "tmp", "emptyDir": {}}],
     }
     return {
         "apiVersion": "apps/v1",
