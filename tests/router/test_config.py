@@ -67,7 +67,7 @@ def test_what_the_operator_writes_parses():
             "mirror": {"revision": 4, "percent": 5},
         },
     })
-    document = children.routes("churn", "ml", {3: 80, 4: 20}, spec)
+    document = children.routes("churn", "ml", {3: 80, 4: 20}, spec, mirror=4)
     configmap = children.router_configmap(md_name="churn", namespace="ml",
                                           owner=children.owner_reference("churn", "uid"),
                                           document=document)

@@ -35,9 +35,11 @@ def router_args(namespace: str) -> list[str]:
     deployment = children.router_deployment(md_name="churn", namespace=namespace,
                                             owner=children.owner_reference("churn", "0"),
                                             image="example/router", service_account="router")
-    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert args[:2] == ["seaway-router", "--configmap"] and args[3] == "--port"
-    return args[1:3]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    args = container["args"]
+    assert container["command"] == ["seaway-router"]
+    assert args[0] == "--configmap" and args[2] == "--port"
+    return args[0:2]
 
 
 def overrides(bk) -> list[str]:

@@ -247,3 +247,11 @@ def test_the_compact_termination_message_form_is_read_too() -> None:
     parsed = parse_result("progress line\n" + json.dumps(compact))
     assert not isinstance(parsed, str)
     assert (str(parsed.candidate_score), str(parsed.incumbent_score)) == ("0.947368", "0.93")
+
+
+def test_run_now_waits_for_its_model_deployment_without_being_spent() -> None:
+    sim = Sim()
+    assert sim.step(rj(runNow="t1"), target=False).start == []
+    assert sim.status.handled_run_now is None
+    p = sim.step(rj(runNow="t1"), after=5, target=True)
+    assert [r.trigger for r in p.start] == ["runNow:t1"]

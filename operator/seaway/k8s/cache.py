@@ -124,7 +124,10 @@ class CachedKube(Kube):
         if kind in CACHED_KINDS:
             if kind != "ModelDeployment":
                 self._warm_up(namespace)
-            return self.store.get(kind, namespace, name)
+                return self.store.get(kind, namespace, name)
+            # ModelDeployments arrive by watch events; one not seen yet may still exist.
+            found = self.store.get(kind, namespace, name)
+            return found if found is not None else self.fresh(kind, namespace, name)
         return self._kube.get(kind, namespace, name)
 
     def list(self, kind: str, namespace: str, selector: str | None = None) -> list[Manifest]:

@@ -276,7 +276,8 @@ class _Pass:
     def triggers(self) -> None:
         reasons: list[str] = []
         token = self.spec.run_now
-        if token is not None and token != self.st.handled_run_now:
+        # A runNow waits for its ModelDeployment (it may just not be seen yet); it is not spent.
+        if token is not None and token != self.st.handled_run_now and self.target_exists:
             self.st.handled_run_now = token
             reasons.append(f"runNow:{token}")
         if self.spec.schedule and not self.spec.suspend:
