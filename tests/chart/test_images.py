@@ -14,8 +14,8 @@ building it is checked instead:
 
 from __future__ import annotations
 
-import re
 import os
+import re
 import shutil
 import subprocess
 import sys
