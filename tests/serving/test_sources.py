@@ -12,15 +12,9 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import http.server
-import json
-import os
 import shutil
-import socket
-import subprocess
-import sys
 import tarfile
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,9 +22,8 @@ from typing import Any
 import pytest
 
 from seaway_serving import sources
-from tests.serving.conftest import Data, side_venv, v2_body
-
-HERE = Path(__file__).resolve().parent
+from tests.serving.conftest import Data, v2_body
+from tests.serving.moto_store import moto_store
 
 
 def tar_bundle(src: Path, dest: Path, prefix: str = "") -> Path:
@@ -114,55 +107,15 @@ def test_sigv4_matches_the_published_aws_example() -> None:
 
 
 # ---------------------------------------------------------------------------------- S3 (moto)
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory: pytest.TempPathFactory, logreg_bundle: Path) -> Iterator[dict[str, str]]:
-    venv = side_venv("moto", ["moto[server]>=5", "boto3"])
     work = tmp_path_factory.mktemp("s3")
     archive = tar_bundle(logreg_bundle, work / "logreg.tar.gz")
     objects = [f"{logreg_bundle / 'manifest.json'}=churn/v1/manifest.json",
                f"{logreg_bundle / 'model.joblib'}=churn/v1/model.joblib",
                f"{archive}=churn/v1.tar.gz"]
-    sys.path.insert(0, str(HERE))
-    try:
-        import s3_setup
-    finally:
-        sys.path.remove(str(HERE))
-    port = _free_port()
-    env = dict(os.environ,
-               INITIAL_NO_AUTH_ACTION_COUNT=str(s3_setup.SETUP_CALLS + len(objects)))
-    log = (work / "moto.log").open("wb")
-    proc = subprocess.Popen([str(venv / "bin" / "moto_server"), "-H", "127.0.0.1", "-p",
-                             str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert proc.poll() is None, (work / "moto.log").read_text()
-                assert time.monotonic() < deadline, "moto did not start"
-                time.sleep(0.05)
-        out = subprocess.run([str(venv / "bin" / "python"), str(HERE / "s3_setup.py"), endpoint,
-                              "models", *objects], check=True, capture_output=True, timeout=120)
-        key = json.loads(out.stdout)
-        yield {"SEAWAY_S3_ENDPOINT": endpoint, "AWS_ACCESS_KEY_ID": key["id"],
-               "AWS_SECRET_ACCESS_KEY": key["secret"], "AWS_REGION": "us-east-1"}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        log.close()
+    with moto_store(work, "models", objects) as env:
+        yield env
 
 
 @pytest.mark.parametrize("uri", ["s3://models/churn/v1/", "s3://models/churn/v1.tar.gz"])

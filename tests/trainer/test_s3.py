@@ -10,12 +10,6 @@ server's own fetcher and loader.
 from __future__ import annotations
 
 import io
-import json
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,22 +19,13 @@ from sklearn.linear_model import LogisticRegression
 
 from seaway_serving import bundle, loader, sources
 from seaway_serving.trainer import result as results
-from tests.serving.conftest import side_venv
+from tests.serving.moto_store import moto_store
 from tests.trainer.conftest import FEATURES, as_float, classification_frame, write
-
-SERVING_TESTS = Path(__file__).resolve().parents[1] / "serving"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """Bucket ``seaway``: ``data/churn.csv`` and the live bundle in ``models/churn/live/``."""
-    venv = side_venv("moto", ["moto[server]>=5", "boto3"])
     work = tmp_path_factory.mktemp("s3")
     frame = classification_frame(rows=300)
     data = write(frame, work / "churn.csv")
@@ -50,43 +35,8 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     objects = [f"{data}=data/churn.csv",
                f"{work / 'live' / 'manifest.json'}=models/churn/live/manifest.json",
                f"{work / 'live' / 'model.joblib'}=models/churn/live/model.joblib"]
-    sys.path.insert(0, str(SERVING_TESTS))
-    try:
-        import s3_setup
-    finally:
-        sys.path.remove(str(SERVING_TESTS))
-    port = _free_port()
-    env = dict(os.environ,
-               INITIAL_NO_AUTH_ACTION_COUNT=str(s3_setup.SETUP_CALLS + len(objects)))
-    log = (work / "moto.log").open("wb")
-    proc = subprocess.Popen([str(venv / "bin" / "moto_server"), "-H", "127.0.0.1", "-p",
-                             str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert proc.poll() is None, (work / "moto.log").read_text()
-                assert time.monotonic() < deadline, "moto did not start"
-                time.sleep(0.05)
-        out = subprocess.run([str(venv / "bin" / "python"), str(SERVING_TESTS / "s3_setup.py"),
-                              endpoint, "seaway", *objects], check=True, capture_output=True,
-                             timeout=120)
-        key = json.loads(out.stdout)
-        yield {"env": {"SEAWAY_S3_ENDPOINT": endpoint, "AWS_ACCESS_KEY_ID": key["id"],
-                       "AWS_SECRET_ACCESS_KEY": key["secret"], "AWS_REGION": "us-east-1"},
-               "live_digest": manifest.sha256, "endpoint": endpoint}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        log.close()
+    with moto_store(work, "seaway", objects) as env:
+        yield {"env": env, "live_digest": manifest.sha256, "endpoint": env["SEAWAY_S3_ENDPOINT"]}
 
 
 def test_reads_and_publishes_on_s3(train: Any, store: dict[str, Any], tmp_path: Path) -> None:
