@@ -8,7 +8,6 @@ poll with deadlines; load loops are bounded in count and time.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import signal
@@ -24,51 +23,35 @@ from typing import Any
 import httptools
 import pytest
 
+from tests.serving import conftest as serving
+
 HOST = "127.0.0.1"
 REPO = Path(__file__).resolve().parents[2]
 
 
 # --------------------------------------------------------------------------- HTTP clients
 @dataclass
-class Reply:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
+class Reply(serving.Reply):
     @property
     def revision(self) -> int | None:
         value = self.headers.get("seaway-revision")
         return int(value) if value else None
 
 
-class Client:
-    """A keep-alive HTTP/1.1 client (one per thread)."""
+class Client(serving.Client):
+    """A keep-alive HTTP/1.1 client (one per thread) that sends bodies as given."""
+
+    json_by_default = False
+    reply_type = Reply
 
     def __init__(self, port: int, timeout: float = 10.0) -> None:
-        self.port = port
-        self.timeout = timeout
-        self.conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+        super().__init__(port, timeout)
 
     def request(self, method: str, path: str, body: bytes | None = None,
                 headers: Mapping[str, str] | None = None) -> Reply:
-        for attempt in (1, 2):
-            try:
-                self.conn.request(method, path, body=body, headers=dict(headers or {}))
-                resp = self.conn.getresponse()
-                data = resp.read()
-                reply = Reply(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)
-                if reply.headers.get("connection") == "close":
-                    self.conn.close()
-                return reply
-            except (ConnectionError, http.client.RemoteDisconnected):
-                self.conn.close()
-                self.conn = http.client.HTTPConnection(HOST, self.port, timeout=self.timeout)
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+        reply = super().request(method, path, body, headers)
+        assert isinstance(reply, Reply)
+        return reply
 
     def get(self, path: str, headers: Mapping[str, str] | None = None) -> Reply:
         return self.request("GET", path, headers=headers)
