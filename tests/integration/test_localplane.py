@@ -405,7 +405,7 @@ def test_cli_up_status_down_round_trip_leaves_no_process_behind(
     run_dir = Path(cli_env["XDG_CACHE_HOME"]) / "seaway" / "clusters" / "roundtrip"
     kubeconfig = run_dir / "kubeconfig"
 
-    up = seaway(cli_env, "cluster", "up", "--name", "roundtrip")
+    up = seaway(cli_env, "cluster", "up", "--name", "roundtrip", "--simulated")
     assert up.returncode == 0, up.stderr
     assert up.stdout == f"export KUBECONFIG={kubeconfig}\n"
     assert f"Kubeconfig: {kubeconfig}" in up.stderr
@@ -454,7 +454,7 @@ def test_cli_up_status_down_round_trip_leaves_no_process_behind(
     for name in EXPECTED_COMPONENTS:
         assert f"{name} " in status.stderr
 
-    again = seaway(cli_env, "cluster", "up", "--name", "roundtrip")
+    again = seaway(cli_env, "cluster", "up", "--name", "roundtrip", "--simulated")
     assert again.returncode == 0, again.stderr
     assert "already up" in again.stderr
     assert again.stdout == up.stdout
@@ -489,7 +489,7 @@ def test_cli_reports_a_component_that_fails_in_one_line_and_cleans_up(
     (broken / "kube-scheduler").chmod(0o755)
     env = {**cli_env, "SEAWAY_CONTROL_PLANE_BIN": str(broken)}
 
-    up = seaway(env, "cluster", "up", "--name", "broken", "--timeout", "60")
+    up = seaway(env, "cluster", "up", "--name", "broken", "--timeout", "60", "--simulated")
     assert up.returncode == 1
     errors = [line for line in up.stderr.splitlines() if line.startswith("Error:")]
     assert errors == [

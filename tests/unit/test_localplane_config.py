@@ -93,7 +93,8 @@ def test_the_simulated_node_address_is_loopback_and_its_kubelet_port_is_kwok() -
     assert kwok["--node-port"] == str(PORTS.kwok)
     assert kwok["--server-address"] == f"127.0.0.1:{PORTS.kwok}"
     assert kwok["--config"] == str(LAYOUT.kwok_config)
-    assert kwok["--manage-all-nodes"] == "true"
+    assert kwok["--manage-all-nodes"] == "false"
+    assert kwok["--manage-nodes-with-annotation-selector"] == "kwok.x-k8s.io/node=fake"
 
 
 def test_each_component_gets_its_own_port() -> None:

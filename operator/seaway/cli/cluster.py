@@ -5,6 +5,10 @@ the background (its processes outlive the command), installs Seaway's CRDs and p
 kubeconfig. Progress and information go to stderr; stdout carries only the
 ``export KUBECONFIG=...`` line, so ``eval "$(seaway cluster up)"`` works.
 
+Pods run on a real node (containerd, kubelet, kube-proxy, CoreDNS) when the host allows it, and
+on kwok's simulated node otherwise; ``up`` says which in one line, and why. ``--real-node``
+insists (and lists every missing prerequisite, starting nothing), ``--simulated`` never tries.
+
 Errors are one line (``Error: ...``), never a traceback; the run directory keeps each component's
 log for the details.
 """
@@ -16,10 +20,11 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
-from seaway.localplane import binaries, config, plane
+from seaway.localplane import binaries, config, nodeconfig, plane, preflight
 
 logger = logging.getLogger("seaway.cli.cluster")
 
@@ -52,6 +57,12 @@ def _run_dir(name: str) -> Path:
         raise click.BadParameter(str(exc), param_hint="--name") from None
 
 
+def _mode_line(mode: str) -> str:
+    if mode == plane.REAL:
+        return f"real node {nodeconfig.NODE_NAME} (Pods run in containers)"
+    return f"simulated node {config.NODE_NAME} (kwok: Pods run no containers)"
+
+
 def _print_status(status: plane.Status) -> None:
     if status.running:
         state = "running"
@@ -66,7 +77,8 @@ def _print_status(status: plane.Status) -> None:
         return
     click.echo(f"  API server: {status.api_server}", err=True)
     click.echo(f"  Kubeconfig: {status.kubeconfig}", err=True)
-    click.echo(f"  Node {config.NODE_NAME}: {status.node_description}", err=True)
+    click.echo(f"  Node {status.node_name}: {status.node_description}", err=True)
+    click.echo(f"  Mode: {_mode_line(status.mode)}", err=True)
     for component, alive in status.components:
         mark = "running" if alive else "stopped"
         click.echo(f"  {component.name:<24} {mark:<8} pid {component.pid}", err=True)
@@ -114,9 +126,24 @@ def cluster() -> None:
     show_default=True,
     help="Also run the Seaway operator against it (stopped by `seaway cluster down`).",
 )
-def up(name: str, timeout: float, with_operator: bool) -> None:
+@click.option(
+    "--real-node",
+    "node_mode",
+    flag_value=plane.REAL,
+    help="Run Pods in containers on a real node; fail, starting nothing, if this host cannot.",
+)
+@click.option(
+    "--simulated",
+    "node_mode",
+    flag_value=plane.SIMULATED,
+    help="Simulate Pods on kwok's node even where a real node could run.",
+)
+def up(name: str, timeout: float, with_operator: bool, node_mode: str | None) -> None:
     """Start the plane in the background (building it first if needed) with Seaway's CRDs,
-    and the Seaway operator watching all namespaces."""
+    and the Seaway operator watching all namespaces.
+
+    Pods run on a real node when this host allows it (root, the node built with `make node`
+    and `make images`), else on a simulated one; the first line says which and why."""
     run_dir = _run_dir(name)
     _progress()
     current = plane.status(run_dir)
@@ -136,8 +163,13 @@ def up(name: str, timeout: float, with_operator: bool) -> None:
         bins = binaries.ensure(os.environ)
     except binaries.BinariesMissing as exc:
         raise click.ClickException(str(exc)) from None
+    real_node = _choose_mode(run_dir, node_mode)
     try:
-        started = plane.start(run_dir, name=name, bins=bins, timeout=timeout)
+        started = plane.start(
+            run_dir, name=name, bins=bins, timeout=timeout, real_node=real_node, env=os.environ
+        )
+    except plane.NodeUnavailable as exc:
+        _fail_with(exc.problems)
     except plane.PlaneError as exc:
         raise click.ClickException(exc.one_line()) from None
     except KeyboardInterrupt:
@@ -156,12 +188,45 @@ def up(name: str, timeout: float, with_operator: bool) -> None:
         )
     click.echo(
         f"Cluster {name} is up in {time.monotonic() - began:.1f}s: API server "
-        f"{started.api_server}, node {config.NODE_NAME} Ready, Seaway CRDs installed.",
+        f"{started.api_server}, node {started.node_name} Ready, Seaway CRDs installed.",
         err=True,
     )
     click.echo(f"  Logs: {started.layout.logs}", err=True)
     click.echo(f"  Stop it with: seaway cluster down --name {name}", err=True)
     _export_line(plane.status(run_dir))
+
+
+def _choose_mode(run_dir: Path, node_mode: str | None) -> bool:
+    """Whether to run a real node; says so in one line (stderr), or exits listing why not."""
+    if node_mode == plane.SIMULATED:
+        click.echo("Mode: simulated node (--simulated): Pods run no containers.", err=True)
+        return False
+    problems = plane.real_node_problems(run_dir, os.environ)
+    if node_mode == plane.REAL:
+        if problems:
+            _fail_with(problems)
+        click.echo("Mode: real node (--real-node): Pods run in containers.", err=True)
+        return True
+    if problems:
+        click.echo(
+            f"Mode: simulated node, {preflight.reasons(problems)}: pods are simulated "
+            "(`seaway cluster up --real-node` lists what is missing).",
+            err=True,
+        )
+        return False
+    click.echo(
+        "Mode: real node, root and every prerequisite present: Pods run in containers "
+        "(--simulated to simulate them).",
+        err=True,
+    )
+    return True
+
+
+def _fail_with(problems: list[preflight.Problem]) -> NoReturn:
+    """Every reason on its own ``Error:`` line, then exit 1 (nothing was started)."""
+    for problem in problems:
+        click.echo(f"Error: {problem.line}", err=True)
+    sys.exit(1)
 
 
 @cluster.command()
@@ -182,7 +247,10 @@ def status(name: str) -> None:
 @cluster.command()
 @name_option
 def down(name: str) -> None:
-    """Stop every process of the cluster and discard its data (logs stay in the run dir)."""
+    """Stop every process of the cluster and discard its data (logs stay in the run dir).
+
+    With a real node, also its containers, and everything it changed on the host: network
+    namespaces, iptables chains, the bridge, cgroups, mounts, directories and sysctls."""
     _progress()
     stopped = plane.stop(_run_dir(name))
     if stopped:

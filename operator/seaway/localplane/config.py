@@ -50,6 +50,8 @@ REQUIRED_BINARIES = (
     "kubectl",
 )
 STAGES_RESOURCE = "kwok-stages.yaml"
+#: kwok manages only nodes carrying this annotation with the value ``fake``.
+SIMULATED_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$")
 
@@ -146,6 +148,17 @@ class Layout:
     def admin_key(self) -> Path:
         return self.pki / "admin.key"
 
+    def node_cert(self) -> Path:
+        return self.pki / "node.crt"
+
+    def node_key(self) -> Path:
+        return self.pki / "node.key"
+
+    @property
+    def node(self) -> Path:
+        """The real node's files (real-node mode only); see :mod:`seaway.localplane.nodeconfig`."""
+        return self.root / "node"
+
     def sa_key(self) -> Path:
         return self.pki / "sa.key"
 
@@ -237,6 +250,13 @@ def apiserver_args(binary: Path, layout: Layout, ports: Ports) -> list[str]:
         "--requestheader-username-headers=X-Remote-User",
         "--requestheader-group-headers=X-Remote-Group",
         "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+        # kubectl logs/exec/port-forward dial the node's InternalIP: the node name of a real
+        # node does not resolve, and the simulated node's InternalIP is 127.0.0.1.
+        "--kubelet-preferred-address-types=InternalIP,Hostname",
+        # The API server authenticates to a real kubelet as the admin user (the kubelet checks
+        # it against the plane's CA and asks the API server whether it may).
+        f"--kubelet-client-certificate={layout.admin_cert()}",
+        f"--kubelet-client-key={layout.admin_key()}",
     ]
 
 
@@ -287,7 +307,10 @@ def kwok_args(binary: Path, layout: Layout, ports: Ports) -> list[str]:
         str(binary),
         f"--kubeconfig={layout.kubeconfig}",
         f"--config={layout.kwok_config}",
-        "--manage-all-nodes=true",
+        # Only nodes annotated as simulated: a real kubelet's node must never be raced by kwok
+        # over Pod status and the node lease.
+        "--manage-all-nodes=false",
+        f"--manage-nodes-with-annotation-selector={SIMULATED_NODE_ANNOTATION}=fake",
         "--node-lease-duration-seconds=40",
         f"--cidr={POD_CIDR}",
         # The network rule: the simulated node's address is loopback, and its "kubelet" port is
@@ -298,8 +321,17 @@ def kwok_args(binary: Path, layout: Layout, ports: Ports) -> list[str]:
     ]
 
 
-def kubeconfig_text(server: str, layout: Layout, cluster: str) -> str:
-    """An admin (``system:masters``) kubeconfig with absolute paths to the run dir's PKI."""
+def kubeconfig_text(
+    server: str,
+    layout: Layout,
+    cluster: str,
+    *,
+    user: str = "admin",
+    cert: Path | None = None,
+    key: Path | None = None,
+) -> str:
+    """A kubeconfig with absolute paths to the run dir's PKI: by default the admin user
+    (``system:masters``); ``cert``/``key`` give another identity (the real node's)."""
     config = {
         "apiVersion": "v1",
         "kind": "Config",
@@ -311,15 +343,15 @@ def kubeconfig_text(server: str, layout: Layout, cluster: str) -> str:
         ],
         "users": [
             {
-                "name": f"{cluster}-admin",
+                "name": f"{cluster}-{user}",
                 "user": {
-                    "client-certificate": str(layout.admin_cert()),
-                    "client-key": str(layout.admin_key()),
+                    "client-certificate": str(cert or layout.admin_cert()),
+                    "client-key": str(key or layout.admin_key()),
                 },
             }
         ],
         "contexts": [
-            {"name": cluster, "context": {"cluster": cluster, "user": f"{cluster}-admin"}}
+            {"name": cluster, "context": {"cluster": cluster, "user": f"{cluster}-{user}"}}
         ],
         "current-context": cluster,
         "preferences": {},
@@ -342,7 +374,7 @@ def node_manifest(name: str = NODE_NAME) -> dict[str, Any]:
                 "kubernetes.io/arch": "amd64",
                 "type": "kwok",
             },
-            "annotations": {"kwok.x-k8s.io/node": "fake"},
+            "annotations": {SIMULATED_NODE_ANNOTATION: "fake"},
         },
         "status": {"capacity": dict(capacity), "allocatable": dict(capacity)},
     }

@@ -3,7 +3,9 @@
 One CA signs a serving certificate for 127.0.0.1/localhost (used by the API server, the controller
 manager and the scheduler) and one client certificate in ``system:masters`` (the admin user of the
 kubeconfig: controllers, kwok, kopf and tests all use it, as envtest does). A separate RSA key pair
-signs ServiceAccount tokens.
+signs ServiceAccount tokens. A real node gets its own client certificate (:func:`create_node`):
+``O=system:nodes, CN=system:node:<name>``, the identity the Node authorizer and the NodeRestriction
+admission plugin expect of a kubelet, so the kubelet can only touch its own Node and Pods.
 
 The CA carries ``keyUsage=keyCertSign``: Python 3.13's default ``VERIFY_X509_STRICT`` refuses a CA
 without it. ``openssl`` is on every machine these tests run on, so no Python dependency is needed.
@@ -87,3 +89,12 @@ def create(layout: config.Layout) -> None:
     _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
     for key in pki.glob("*.key"):
         key.chmod(0o600)
+
+
+def create_node(layout: config.Layout, node_name: str) -> None:
+    """Sign the kubelet's client certificate (``node.crt``/``node.key``) with the plane's CA."""
+    _sign(
+        layout, "node", f"/O=system:nodes/CN=system:node:{node_name}",
+        _BASE_EXTENSIONS + "extendedKeyUsage=clientAuth\n",
+    )  # fmt: skip
+    layout.node_key().chmod(0o600)

@@ -9,6 +9,11 @@ the component's log when its deadline passes):
 4. Node ``kwok-node-0`` Ready with no taints (kwok marks it Ready, the controller manager removes
    the ``not-ready`` taint), and ServiceAccount ``default/default`` exists (token controller up)
 
+With a real node (``real_node=True``) there is no kwok and no simulated node: after the
+controller manager and the scheduler, :mod:`seaway.localplane.node` starts containerd, the
+kubelet, kube-proxy and CoreDNS, and step 4 waits for the real Node. Its prerequisites are
+checked first (:func:`real_node_problems`), before anything starts.
+
 The state file is rewritten after every process start, so :func:`stop` finds every process even
 when a start failed halfway or the starting command was killed.
 """
@@ -27,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from seaway.localplane import api, binaries, config, pki, processes
+from seaway.localplane import api, binaries, config, node, nodeconfig, pki, preflight, processes
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +40,10 @@ logger = logging.getLogger(__name__)
 #: server alone can need half a minute.
 DEFAULT_TIMEOUT = 120.0
 _PROBE_ERRORS = (OSError, ssl.SSLError, http.client.HTTPException, api.APIError, ValueError)
+
+
+SIMULATED = "simulated"
+REAL = "real"
 
 
 class PlaneError(RuntimeError):
@@ -57,6 +66,14 @@ class PlaneError(RuntimeError):
         return f"{self.summary}; last log line: {last[-1].strip()[:240]} (log: {self.log})"
 
 
+class NodeUnavailable(PlaneError):
+    """The host cannot run a real node; one line per reason, nothing was started."""
+
+    def __init__(self, problems: list[preflight.Problem]) -> None:
+        self.problems = problems
+        super().__init__("a real node cannot run here: " + "; ".join(p.line for p in problems))
+
+
 @dataclass
 class Plane:
     """A running (or just stopped) plane. Also loadable from a run dir started elsewhere."""
@@ -70,6 +87,14 @@ class Plane:
     started_at: float = 0.0
     #: Processes are killed when the thread that started them dies (see processes.spawn).
     die_with_parent: bool = False
+    #: ``simulated`` (kwok's node) or ``real`` (a kubelet running containers).
+    mode: str = SIMULATED
+    #: The real node's record (:class:`seaway.localplane.node.NodeState`), kept in the state file.
+    node: dict[str, Any] | None = None
+
+    @property
+    def node_name(self) -> str:
+        return nodeconfig.NODE_NAME if self.mode == REAL else config.NODE_NAME
 
     @property
     def kubeconfig(self) -> Path:
@@ -158,19 +183,30 @@ class Plane:
             blame=self._maybe("kube-controller-manager"),
         )
 
-    def node_ready(self, node: str = config.NODE_NAME) -> tuple[bool, str]:
-        """(Ready and schedulable, a short description) of the simulated node, asked live."""
+    def node_ready(self, name: str | None = None) -> tuple[bool, str]:
+        """(Ready and schedulable, a short description) of the plane's node, asked live."""
         try:
-            body = self.client(timeout=3.0).get(f"/api/v1/nodes/{node}")
+            body = self.client(timeout=3.0).get(f"/api/v1/nodes/{name or self.node_name}")
         except _PROBE_ERRORS as exc:
             return False, f"unknown ({exc})"
-        return _node_state(body)
+        return node.node_status(body)
 
     # -- stopping ----------------------------------------------------------------------------
 
     def stop(self, grace: float = 10.0) -> list[processes.Component]:
         """Stop every process of the plane and discard its data (logs and PKI stay)."""
         stopped = processes.stop(self.components, self.handles, grace=grace)
+        if self.node is not None:
+            # The node's Pods outlive its processes (containerd's shims); they, and whatever the
+            # node changed on the host, go now. The state file stays until that is done, so an
+            # interrupted down is finished by the next one.
+            node_layout = nodeconfig.NodeLayout.of(self.layout)
+            errors = node.clean(node.NodeState.from_dict(self.node), node_layout)
+            if not errors:
+                logger.info("Removed the real node's network, mounts, cgroups and files")
+            self.node = None
+        if self.mode == REAL:
+            node.release(self.layout.root)
         self.layout.state.unlink(missing_ok=True)
         shutil.rmtree(self.layout.etcd_data, ignore_errors=True)
         if stopped:
@@ -191,9 +227,35 @@ class Plane:
                 "bin": {key: str(value) for key, value in self.bins.items()},
                 "started_at": self.started_at,
                 "ready": ready,
+                "mode": self.mode,
+                **({"node": self.node} if self.node is not None else {}),
             },
             self.components,
         )
+
+    # -- what the real node needs of the plane (seaway.localplane.node.Starter) -------------
+
+    def spawn(
+        self, name: str, argv: list[str], env: dict[str, str] | None = None
+    ) -> processes.Component:
+        return self._spawn(name, argv, env)
+
+    def wait(
+        self,
+        what: str,
+        probe: Callable[[], bool],
+        timeout: float,
+        *,
+        watched: Sequence[processes.Component],
+        blame: processes.Component | None,
+        detail: Callable[[], str] | None = None,
+    ) -> None:
+        began = time.monotonic()
+        _poll(probe, timeout, what=what, watched=watched, blame=blame, plane=self, detail=detail)
+        logger.info("%s: ready in %.1fs", what, time.monotonic() - began)
+
+    def save(self) -> None:
+        self._save(ready=False)
 
     def run_alongside(self, name: str, argv: list[str]) -> processes.Component:
         """Start a process that belongs to the plane (the operator): ``stop`` stops it first.
@@ -208,9 +270,11 @@ class Plane:
         self._save(ready=True)
         return component
 
-    def _spawn(self, name: str, argv: list[str]) -> processes.Component:
+    def _spawn(
+        self, name: str, argv: list[str], env: dict[str, str] | None = None
+    ) -> processes.Component:
         component, proc = processes.spawn(
-            name, argv, self.layout.log(name), die_with_parent=self.die_with_parent
+            name, argv, self.layout.log(name), env=env, die_with_parent=self.die_with_parent
         )
         self.components.append(component)
         self.handles[proc.pid] = proc
@@ -233,7 +297,7 @@ class Plane:
         _poll(probe, timeout, what=what, watched=[component], blame=component, plane=self)
         logger.info("%s became ready in %.1fs", component.name, time.monotonic() - began)
 
-    def _start_all(self, timeout: float) -> None:
+    def _start_all(self, timeout: float, env: Mapping[str, str]) -> None:
         layout, ports, bins = self.layout, self.ports, self.bins
         etcd = self._spawn("etcd", config.etcd_args(bins["etcd"], layout, ports))
 
@@ -253,7 +317,7 @@ class Plane:
             return response.status == 200 and response.body.strip() == b"ok"
 
         self._wait_component(apiserver, "kube-apiserver /readyz", api_ready, timeout)
-        if client.create("/api/v1/nodes", config.node_manifest()):
+        if self.mode == SIMULATED and client.create("/api/v1/nodes", config.node_manifest()):
             logger.info("Created Node %s", config.NODE_NAME)
 
         kcm = self._spawn(
@@ -263,34 +327,30 @@ class Plane:
         scheduler = self._spawn(
             "kube-scheduler", config.scheduler_args(bins["kube-scheduler"], layout, ports)
         )
+        if self.mode == REAL:
+            self._wait_controllers(kcm, scheduler, timeout)
+            state = node.prepare(self, env)
+            try:
+                node.start(self, state, env, timeout)
+            except node.NodeError as exc:
+                raise PlaneError(str(exc)) from None
+            self.wait_for_service_account("default", timeout=timeout)
+            self._save(ready=True)
+            return
         kwok = self._spawn("kwok", config.kwok_args(bins["kwok"], layout, ports))
-
-        def secure_healthz(port: int) -> Callable[[], bool]:
-            probe_client = api.Client(port, layout, client_cert=False)
-
-            def probe() -> bool:
-                response = probe_client.request("GET", "/healthz")
-                return response.status == 200 and response.body.strip() == b"ok"
-
-            return probe
 
         def kwok_healthy() -> bool:
             status, body = api.http_get(ports.kwok, "/healthz")
             return status == 200 and body.strip() == "ok"
 
-        self._wait_component(
-            kcm, "controller manager /healthz", secure_healthz(ports.controller_manager), timeout
-        )
-        self._wait_component(
-            scheduler, "scheduler /healthz", secure_healthz(ports.scheduler), timeout
-        )
+        self._wait_controllers(kcm, scheduler, timeout)
         self._wait_component(kwok, "kwok /healthz", kwok_healthy, timeout)
 
         began = time.monotonic()
         last: list[str] = ["not seen yet"]
 
         def node_is_ready() -> bool:
-            ready, description = _node_state(client.get(f"/api/v1/nodes/{config.NODE_NAME}"))
+            ready, description = node.node_status(client.get(f"/api/v1/nodes/{config.NODE_NAME}"))
             last[0] = description
             return ready
 
@@ -307,16 +367,25 @@ class Plane:
         self.wait_for_service_account("default", timeout=timeout)
         self._save(ready=True)
 
+    def _wait_controllers(
+        self, kcm: processes.Component, scheduler: processes.Component, timeout: float
+    ) -> None:
+        def secure_healthz(port: int) -> Callable[[], bool]:
+            probe_client = api.Client(port, self.layout, client_cert=False)
 
-def _node_state(body: dict[str, Any]) -> tuple[bool, str]:
-    status = body.get("status", {})
-    conditions = {c.get("type"): c.get("status") for c in status.get("conditions", [])}
-    taints = [t.get("key", "") for t in body.get("spec", {}).get("taints") or []]
-    ready = conditions.get("Ready") == "True"
-    description = "Ready" if ready else f"Ready={conditions.get('Ready', 'missing')}"
-    if taints:
-        description += f", tainted {', '.join(taints)}"
-    return ready and not taints, description
+            def probe() -> bool:
+                response = probe_client.request("GET", "/healthz")
+                return response.status == 200 and response.body.strip() == b"ok"
+
+            return probe
+
+        self._wait_component(
+            kcm, "controller manager /healthz", secure_healthz(self.ports.controller_manager),
+            timeout,
+        )  # fmt: skip
+        self._wait_component(
+            scheduler, "scheduler /healthz", secure_healthz(self.ports.scheduler), timeout
+        )
 
 
 def _poll(
@@ -376,8 +445,14 @@ def start(
     bins: Mapping[str, Path] | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     die_with_parent: bool = False,
+    real_node: bool = False,
+    env: Mapping[str, str] | None = None,
 ) -> Plane:
     """Start a fresh plane in ``run_dir``; on any failure, everything started is stopped again.
+
+    ``real_node`` runs Pods in containers on a real kubelet instead of kwok's simulated node;
+    when the host cannot, :class:`NodeUnavailable` (one line per reason) is raised before
+    anything starts. ``env`` (default: this process's environment) locates the node's binaries.
 
     ``bins`` defaults to the binaries in :func:`seaway.localplane.config.bin_dir` (never built
     here: :func:`seaway.localplane.binaries.ensure` does that). ``die_with_parent`` makes the
@@ -385,6 +460,7 @@ def start(
     leave it off when the plane must outlive the caller. Raises :class:`PlaneError`.
     """
     began = time.monotonic()
+    env = os.environ if env is None else env
     try:
         resolved = dict(bins) if bins is not None else binaries.paths(config.bin_dir(os.environ))
     except binaries.BinariesMissing as exc:
@@ -397,6 +473,15 @@ def start(
             raise PlaneError(
                 f"a plane is already running in {layout.root}; stop it first (seaway cluster down)"
             )
+        if previous is not None:
+            # Nothing of it runs, but a real node it had may have left the host changed.
+            stale = load(layout.root)
+            if stale is not None:
+                stale.stop(grace=1.0)
+        if real_node:
+            problems = real_node_problems(layout.root, env)
+            if problems:
+                raise NodeUnavailable(problems)
         shutil.rmtree(layout.etcd_data, ignore_errors=True)
         shutil.rmtree(layout.logs, ignore_errors=True)
         layout.logs.mkdir(parents=True)
@@ -412,6 +497,7 @@ def start(
             bins=resolved,
             started_at=time.time(),
             die_with_parent=die_with_parent,
+            mode=REAL if real_node else SIMULATED,
         )
         layout.kubeconfig.write_text(config.kubeconfig_text(plane.api_server, layout, name))
         layout.kubeconfig.chmod(0o600)
@@ -421,7 +507,7 @@ def start(
             raise PlaneError(f"invalid kwok stages: {exc}") from None
         logger.info("Starting the local control plane %s in %s", name, layout.root)
         try:
-            plane._start_all(timeout)
+            plane._start_all(timeout, env)
         except BaseException:
             plane.stop(grace=5.0)
             raise
@@ -434,6 +520,16 @@ def start(
     return plane
 
 
+def real_node_problems(run_dir: Path, env: Mapping[str, str]) -> list[preflight.Problem]:
+    """Why this host cannot run a real node for the plane in ``run_dir`` ([] when it can)."""
+    layout = config.Layout(run_dir.resolve())
+    other, held = node.holder()
+    if other is not None and f"(run dir {layout.root})" in other:
+        other = None  # this very cluster's own node, being replaced
+    facts = preflight.gather(env, nodeconfig.NodeLayout.of(layout), other, held)
+    return preflight.problems(facts)
+
+
 def load(run_dir: Path) -> Plane | None:
     """The plane recorded in ``run_dir``'s state file (its processes may or may not run)."""
     layout = config.Layout(run_dir.resolve())
@@ -441,6 +537,8 @@ def load(run_dir: Path) -> Plane | None:
     if state is None:
         return None
     data, components = state
+    mode = REAL if data.get("mode") == REAL else SIMULATED
+    node_record = data.get("node") if isinstance(data.get("node"), dict) else None
     try:
         ports = config.Ports.from_dict(data["ports"])
     except (KeyError, TypeError, ValueError):
@@ -450,6 +548,8 @@ def load(run_dir: Path) -> Plane | None:
             ports=config.Ports(0, 0, 0, 0, 0, 0),
             bins={},
             components=components,
+            mode=mode,
+            node=node_record,
         )
     return Plane(
         name=str(data.get("name", config.DEFAULT_CLUSTER_NAME)),
@@ -458,6 +558,8 @@ def load(run_dir: Path) -> Plane | None:
         bins={key: Path(value) for key, value in data.get("bin", {}).items()},
         components=components,
         started_at=float(data.get("started_at", 0.0)),
+        mode=mode,
+        node=node_record,
     )
 
 
@@ -484,6 +586,8 @@ class Status:
     components: tuple[tuple[processes.Component, bool], ...]
     node_ready: bool
     node_description: str
+    mode: str = SIMULATED
+    node_name: str = config.NODE_NAME
 
     @property
     def recorded(self) -> bool:
@@ -492,7 +596,8 @@ class Status:
     @property
     def running(self) -> bool:
         """Every component is alive (the node may still be becoming Ready)."""
-        expected = {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"}
+        expected = {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"}
+        expected |= set(node.COMPONENTS) if self.mode == REAL else {"kwok"}
         alive = {c.name for c, ok in self.components if ok}
         return self.recorded and expected <= alive and all(ok for _, ok in self.components)
 
@@ -532,4 +637,6 @@ def status(run_dir: Path) -> Status:
         components=components,
         node_ready=node_ready,
         node_description=description,
+        mode=plane.mode,
+        node_name=plane.node_name,
     )
