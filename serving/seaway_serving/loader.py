@@ -32,6 +32,8 @@ class Policy:
     pinned_digest: str | None = None
     allow_unverified: bool = False
     trusted_types: tuple[str, ...] = ()
+    #: The format the spec names (SEAWAY_MODEL_FORMAT); the manifest may not claim another one.
+    expected_format: str | None = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,14 @@ def read_manifest(bundle_dir: Path) -> bundle.Manifest:
             raise BundleRefused(f"{bundle.MANIFEST_FILE} is invalid: {where}: "
                                 f"{first['msg']}") from None
         raise BundleRefused(f"{bundle.MANIFEST_FILE} is not valid JSON: {exc}") from None
+
+
+def check_format(manifest: bundle.Manifest, policy: Policy) -> None:
+    """The bundle may not pick its own format: a pickle that calls itself skops is still one."""
+    if policy.expected_format is not None and manifest.format != policy.expected_format:
+        raise BundleRefused(f"format mismatch: the spec says {policy.expected_format} "
+                            f"(SEAWAY_MODEL_FORMAT), the bundle's manifest says "
+                            f"{manifest.format}")
 
 
 def _model_path(bundle_dir: Path, manifest: bundle.Manifest) -> Path:
@@ -185,6 +195,7 @@ def _short(values: np.ndarray) -> str:
 def load(bundle_dir: Path, policy: Policy) -> LoadedModel:
     """Verify, deserialize and self-check the bundle in ``bundle_dir``; raise BundleRefused."""
     manifest = read_manifest(bundle_dir)
+    check_format(manifest, policy)
     path = _model_path(bundle_dir, manifest)
     data = _read_capped(path, policy.max_bytes)
     digest = verify_digest(data, manifest, policy)

@@ -25,21 +25,21 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
-from seaway_serving import logs, sources
+from seaway_serving import contract, logs, sources
 from seaway_serving.dataplane import DataPlane
 from seaway_serving.errors import StartupError
 from seaway_serving.httpserver import HttpServer
 from seaway_serving.loader import LoadedModel, Policy, load
 from seaway_serving.metrics import ServingMetrics
 from seaway_serving.rest import Rest
-from seaway_serving.settings import ServingSettings
+from seaway_serving.settings import ServingSettings, known_variables
 
 log = logging.getLogger("seaway_serving")
 
 
-def write_termination_message(path: Path, message: str) -> None:
-    """Best effort: the file exists only in a pod; elsewhere its directory usually does not."""
-    if not path.parent.is_dir():
+def write_termination_message(path: Path | None, message: str) -> None:
+    """Best effort, and only where told (the operator sets SEAWAY_TERMINATION_LOG in a pod)."""
+    if path is None or not path.parent.is_dir():
         return
     with contextlib.suppress(OSError):
         path.write_text(message + "\n")
@@ -53,7 +53,8 @@ def fetch_and_load(settings: ServingSettings, work_dir: Path) -> LoadedModel:
     log.info("Fetched bundle", extra={"bundle": settings.bundle, "dir": str(bundle_dir)})
     policy = Policy(max_bytes=settings.max_bundle_bytes, pinned_digest=settings.model_digest,
                     allow_unverified=settings.allow_unverified,
-                    trusted_types=tuple(settings.trusted_types))
+                    trusted_types=tuple(settings.trusted_types),
+                    expected_format=settings.model_format)
     model = load(bundle_dir, policy)
     log.info("Loaded and self-checked bundle",
              extra={"digest": model.digest, "estimator": model.manifest.estimator,
@@ -209,6 +210,17 @@ def main(**options: Any) -> None:
     docs/serving.md.
     """
     overrides = {k: v for k, v in options.items() if v is not None}
+    termination = os.environ.get(contract.TERMINATION_LOG)
+    unknown = contract.unknown_variables(os.environ, known_variables())
+    if unknown:
+        # A misspelt setting would otherwise be ignored, and a misspelt digest means an
+        # unverified model: refuse, and name what is understood.
+        message = (f"unknown setting {', '.join(unknown)}: seaway-serve reads "
+                   f"{', '.join(sorted(known_variables()))}")
+        logs.configure("INFO")
+        log.error("Refused to serve: %s", message)
+        write_termination_message(Path(termination) if termination else None, message)
+        sys.exit(2)
     try:
         settings = ServingSettings(**overrides)
     except ValidationError as exc:
@@ -217,9 +229,8 @@ def main(**options: Any) -> None:
         message = f"invalid setting {field} (SEAWAY_{field.upper()}): {first['msg']}"
         logs.configure("INFO")
         log.error("Refused to serve: %s", message)
-        # the settings did not parse, so read where the message goes straight from the env
-        termination = os.environ.get("SEAWAY_TERMINATION_LOG") or "/dev/termination-log"
-        write_termination_message(Path(termination), message)
+        # the settings did not parse, so where the message goes was read from the env above
+        write_termination_message(Path(termination) if termination else None, message)
         sys.exit(2)
     logs.configure(settings.log_level)
     sys.exit(run(settings))

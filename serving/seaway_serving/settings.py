@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from seaway_serving import contract
 
 DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 
@@ -27,6 +30,9 @@ class ServingSettings(BaseSettings):
     )
     model_digest: str | None = Field(
         None, description="Pinned sha256 of the model file (sha256:<hex>), e.g. from the CRD"
+    )
+    model_format: Literal["sklearn-joblib", "skops"] | None = Field(
+        None, description="Format the spec names; the bundle's manifest must name the same"
     )
     allow_unverified: bool = Field(
         False, description="Load a sklearn-joblib model whose digest is known nowhere"
@@ -56,7 +62,9 @@ class ServingSettings(BaseSettings):
     drift_min_rows: int = Field(100, ge=1, description="Rows needed before drift is reported")
 
     work_dir: Path = Path("/tmp/seaway")
-    termination_log: Path = Path("/dev/termination-log")
+    termination_log: Path | None = Field(
+        None, description="Where a refusal is written (in a pod: /dev/termination-log)"
+    )
     shutdown_grace_s: float = Field(25.0, ge=0)
     log_level: str = "INFO"
     access_log: bool = False
@@ -71,3 +79,9 @@ class ServingSettings(BaseSettings):
         if not DIGEST_RE.match(value):
             raise ValueError("must look like sha256:<64 lowercase hex digits>")
         return value
+
+
+def known_variables() -> frozenset[str]:
+    """Every ``SEAWAY_*`` variable ``seaway-serve`` reads: one per setting, plus the S3 endpoint."""
+    fields = {contract.PREFIX + name.upper() for name in ServingSettings.model_fields}
+    return frozenset(fields | {contract.S3_ENDPOINT})

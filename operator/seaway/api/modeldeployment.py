@@ -24,6 +24,7 @@ from seaway.api.common import (
     cel,
     validations,
 )
+from seaway_serving import contract
 
 KIND = "ModelDeployment"
 PLURAL = "modeldeployments"
@@ -133,8 +134,28 @@ class Autoscaling(WireModel):
     ] = 80
 
 
+_RESERVED_ENV = ", ".join(f"'{name}'" for name in contract.RESERVED_SERVER_VARIABLES)
+
+
 class Server(WireModel):
-    """The model server Pods of every revision."""
+    """The model server Pods of every revision.
+
+    Every field except ``replicas`` and ``autoscaling`` is part of a revision: changing it makes
+    a new revision, and each revision keeps the template it was created with.
+    """
+
+    model_config: ClassVar = WireModel.model_config | {
+        "json_schema_extra": validations(
+            cel(
+                f"!has(self.env) || self.env.all(e, !(e.name in [{_RESERVED_ENV}]))",
+                message=(
+                    "server.env may not set a variable the operator sets for each revision: "
+                    + ", ".join(contract.RESERVED_SERVER_VARIABLES)
+                ),
+                field_path=".env",
+            )
+        )
+    }
 
     image: Annotated[str, Field(min_length=1, max_length=512, description="Model server image.")]
     replicas: Annotated[int, Field(ge=0, le=1000, description="Pods per revision.")] = 1

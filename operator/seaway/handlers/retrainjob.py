@@ -70,7 +70,10 @@ def incumbent_of(kube: Kube, namespace: str, md_name: str) -> tuple[bool, retrai
     if stable is None or stable.model_uri is None:
         return True, None
     secret = md.spec.model.secret_ref.name if md.spec.model.secret_ref else None
-    return True, retrain.Incumbent(uri=stable.model_uri, digest=stable.digest, secret=secret)
+    allow = stable.digest is None and bool(md.spec.model.allow_unverified)
+    return True, retrain.Incumbent(
+        uri=stable.model_uri, digest=stable.digest, secret=secret, allow_unverified=allow
+    )
 
 
 def webhook_of(kube: Kube, namespace: str, md_name: str) -> str | None:

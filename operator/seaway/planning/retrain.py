@@ -28,6 +28,7 @@ from seaway.api.retrainjob import (
 from seaway.planning.children import RESTRICTED_CONTAINER
 from seaway.planning.durations import format_time, parse_time
 from seaway.planning.rollout import Event
+from seaway_serving import contract
 
 #: Metrics where a smaller value is better: the gate compares them the other way round.
 LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae"})
@@ -417,6 +418,8 @@ class Incumbent:
     digest: str | None
     #: The Secret the ModelDeployment reads its model store with (model.secretRef).
     secret: str | None = None
+    #: Only when the user wrote ``model.allowUnverified: true`` (never inferred from no digest).
+    allow_unverified: bool = False
 
 
 def training_job(
@@ -433,44 +436,45 @@ def training_job(
     environment variables (docs/trainer.md); a custom trainer gets the same variables it may
     use, and must write the same result JSON to the termination message."""
     env: dict[str, str] = {
-        "SEAWAY_TRAIN_OUTPUT_URI": spec.output.uri,
-        "SEAWAY_TRAIN_RUN_ID": f"run-{run.number}",
-        "SEAWAY_TRAIN_NAME": spec.model_deployment,
-        "SEAWAY_TRAIN_RESULT_PATH": TERMINATION_LOG,
-        "SEAWAY_TRAIN_TERMINATION_LOG": TERMINATION_LOG,
-        "SEAWAY_TRAIN_WORK_DIR": "/tmp/seaway-train",
+        contract.train_variable("output_uri"): spec.output.uri,
+        contract.train_variable("run_id"): f"run-{run.number}",
+        contract.train_variable("name"): spec.model_deployment,
+        contract.train_variable("result_path"): TERMINATION_LOG,
+        contract.train_variable("termination_log"): TERMINATION_LOG,
+        contract.train_variable("work_dir"): "/tmp/seaway-train",
     }
     if spec.dataset is not None:
         dataset = spec.dataset
-        env["SEAWAY_TRAIN_DATASET_URI"] = dataset.uri
-        env["SEAWAY_TRAIN_TARGET"] = dataset.target
+        env[contract.train_variable("dataset_uri")] = dataset.uri
+        env[contract.train_variable("target")] = dataset.target
         if dataset.format:
-            env["SEAWAY_TRAIN_DATASET_FORMAT"] = dataset.format
+            env[contract.train_variable("dataset_format")] = dataset.format
         if dataset.features:
-            env["SEAWAY_TRAIN_FEATURES"] = json.dumps(dataset.features)
+            env[contract.train_variable("features")] = json.dumps(dataset.features)
         if dataset.timestamp_column:
-            env["SEAWAY_TRAIN_TIMESTAMP_COLUMN"] = dataset.timestamp_column
+            env[contract.train_variable("timestamp_column")] = dataset.timestamp_column
     if spec.estimator is not None:
-        env["SEAWAY_TRAIN_ESTIMATOR"] = spec.estimator.import_path
-        env["SEAWAY_TRAIN_PARAMS"] = json.dumps(spec.estimator.params or {}, sort_keys=True)
+        env[contract.train_variable("estimator")] = spec.estimator.import_path
+        params = json.dumps(spec.estimator.params or {}, sort_keys=True)
+        env[contract.train_variable("params")] = params
     validation = spec.validation
     if validation is not None:
-        env["SEAWAY_TRAIN_SPLIT"] = validation.split
-        env["SEAWAY_TRAIN_TEST_FRACTION"] = validation.test_fraction
-        env["SEAWAY_TRAIN_WINDOWS"] = str(validation.windows)
-        env["SEAWAY_TRAIN_METRIC"] = validation.metric
+        env[contract.train_variable("split")] = validation.split
+        env[contract.train_variable("test_fraction")] = validation.test_fraction
+        env[contract.train_variable("windows")] = str(validation.windows)
+        env[contract.train_variable("metric")] = validation.metric
         if validation.cutoff:
-            env["SEAWAY_TRAIN_CUTOFF"] = validation.cutoff
+            env[contract.train_variable("cutoff")] = validation.cutoff
         if validation.min_score:
-            env["SEAWAY_TRAIN_MIN_SCORE"] = validation.min_score
+            env[contract.train_variable("min_score")] = validation.min_score
         if validation.min_improvement:
-            env["SEAWAY_TRAIN_MIN_IMPROVEMENT"] = validation.min_improvement
+            env[contract.train_variable("min_improvement")] = validation.min_improvement
     if incumbent is not None:
-        env["SEAWAY_TRAIN_INCUMBENT_URI"] = incumbent.uri
+        env[contract.train_variable("incumbent_uri")] = incumbent.uri
         if incumbent.digest:
-            env["SEAWAY_TRAIN_INCUMBENT_DIGEST"] = incumbent.digest
-        else:
-            env["SEAWAY_TRAIN_INCUMBENT_ALLOW_UNVERIFIED"] = "true"
+            env[contract.train_variable("incumbent_digest")] = incumbent.digest
+        elif incumbent.allow_unverified:
+            env[contract.train_variable("incumbent_allow_unverified")] = "true"
     container: dict[str, Any] = {
         "name": "trainer",
         "image": spec.trainer_image or default_image,
