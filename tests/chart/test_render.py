@@ -49,6 +49,7 @@ OPERATOR_RULES = {
     ("seaway.dev", "modeldeployments/finalizers"): {"update"},
     ("seaway.dev", "retrainjobs/finalizers"): {"update"},
     ("apps", "deployments"): {"get", "list", "watch", "create", "patch", "delete"},
+    ("apps", "controllerrevisions"): {"get", "create", "delete"},
     ("", "services"): {"get", "create", "patch", "delete"},
     ("", "configmaps"): {"get", "list", "watch", "create", "patch"},
     ("autoscaling", "horizontalpodautoscalers"): {"get", "create", "patch", "delete"},

@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from seaway import metrics
-from seaway.api.modeldeployment import ModelDeployment
+from seaway.api.modeldeployment import ModelDeployment, RevisionStatus
 from seaway.api.retrainjob import RetrainJob
 from seaway.handlers import notify
 from seaway.k8s import traffic
@@ -187,31 +187,85 @@ def backend_for(kube: Kube, md: ModelDeployment, settings: Settings) -> traffic.
     )
 
 
+def frozen_template(
+    kube: Kube,
+    md: ModelDeployment,
+    revision: RevisionStatus,
+    model: revisions.ResolvedModel | None,
+    live: Manifest | None,
+) -> Manifest | None:
+    """The Pod template revision ``revision`` was created with, recording it the first time.
+
+    The record (a ControllerRevision) is written while the spec still describes this revision
+    (same template hash), so it holds exactly what the user asked for then. A revision from
+    before records existed is recorded from its running Deployment instead. None when neither is
+    possible (an unrecorded revision whose Deployment is gone).
+    """
+    name, ns = md.metadata.name, md.metadata.namespace
+    child = children.revision_name(name, revision.number)
+    record = kube.get("ControllerRevision", ns, child)
+    if record is not None:
+        return children.recorded_template(record)
+    if model is not None and revisions.template_hash(model, md.spec.server) == (
+        revision.template_hash
+    ):
+        template = children.pod_template(
+            md_name=name, number=revision.number, model=model, server=md.spec.server
+        )
+    elif live is not None:
+        template = live["spec"]["template"]
+        logger.info("Recording revision %s/%s from its running Deployment", ns, child)
+    else:
+        return None
+    manifest = children.revision_record(
+        md_name=name,
+        namespace=ns,
+        owner=children.owner_reference(name, md.metadata.uid),
+        number=revision.number,
+        template_hash=revision.template_hash,
+        template=template,
+    )
+    try:
+        kube.create(manifest)
+    except Conflict:  # recorded meanwhile (another pass): the first record wins
+        record = kube.get("ControllerRevision", ns, child)
+        return children.recorded_template(record) if record is not None else None
+    return template
+
+
 def act(
     kube: Kube,
     md: ModelDeployment,
     result: Plan,
     live: dict[int, Manifest],
     settings: Settings,
+    model: revisions.ResolvedModel | None = None,
 ) -> None:
     """Apply the plan: scale up, shift traffic, scale down, prune; in that order."""
     name, ns = md.metadata.name, md.metadata.namespace
     owner = children.owner_reference(name, md.metadata.uid)
-    secret = md.spec.model.secret_ref.name if md.spec.model.secret_ref else None
 
     def ensure(number: int, replicas: int) -> None:
         revision = revisions.find_by_number(result.status.revisions, number)
         if revision is None:
+            return
+        template = frozen_template(kube, md, revision, model, live.get(number))
+        if template is None:
+            logger.warning(
+                "Revision %s/%s has no recorded template and no Deployment; not recreating it",
+                ns,
+                children.revision_name(name, number),
+            )
             return
         deployment = kube_stamp(
             children.server_deployment(
                 md_name=name,
                 namespace=ns,
                 owner=owner,
-                spec=md.spec,
-                revision=revision,
+                number=number,
+                template=template,
                 replicas=replicas,
-                secret_name=secret,
+                autoscaled=md.spec.server.autoscaling is not None,
             )
         )
         current = live.get(number, {}).get("metadata", {}).get("annotations", {})
@@ -250,7 +304,7 @@ def act(
             ensure(number, 0)
     for number in result.pruned:
         child = children.revision_name(name, number)
-        for kind in ("Deployment", "Service", "HorizontalPodAutoscaler"):
+        for kind in ("Deployment", "Service", "HorizontalPodAutoscaler", "ControllerRevision"):
             kube.delete(kind, ns, child)
         logger.info("Deleted the children of pruned revision %s/%s", ns, child)
 
@@ -280,7 +334,7 @@ def reconcile(kube: Kube, namespace: str, name: str, settings: Settings) -> floa
             measurement=measure_if_due(md, settings, now),
             figures=experiment_figures_if_due(md, settings, now),
         )
-        act(kube, md, result, live, settings)
+        act(kube, md, result, live, settings, model)
         status = result.status.to_wire()
         if status != body.get("status"):
             body["status"] = status

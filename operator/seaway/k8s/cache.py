@@ -16,6 +16,9 @@ from typing import Any
 from seaway.k8s.kube import Conflict, Kube, Manifest
 
 CACHED_KINDS = frozenset({"ModelDeployment", "Deployment", "ConfigMap"})
+#: Kinds whose objects never change once written (a revision's record): kept after the first
+#: read or create, dropped on delete. Not watched: only a missing one is asked for again.
+IMMUTABLE_KINDS = frozenset({"ControllerRevision"})
 
 
 def _version(body: Manifest) -> int | None:
@@ -121,6 +124,9 @@ class CachedKube(Kube):
             self._warm.add(namespace)
 
     def get(self, kind: str, namespace: str, name: str) -> Manifest | None:
+        if kind in IMMUTABLE_KINDS:
+            found = self.store.get(kind, namespace, name)
+            return found if found is not None else self.fresh(kind, namespace, name)
         if kind in CACHED_KINDS:
             if kind != "ModelDeployment":
                 self._warm_up(namespace)
@@ -152,6 +158,12 @@ class CachedKube(Kube):
             self.store.put(manifest["kind"], result)
         return result
 
+    def create(self, manifest: Manifest) -> Manifest:
+        result = self._kube.create(manifest)
+        if manifest["kind"] in CACHED_KINDS | IMMUTABLE_KINDS:
+            self.store.put(manifest["kind"], result)
+        return result
+
     def replace_status(self, kind: str, body: Manifest) -> Manifest:
         try:
             result = self._kube.replace_status(kind, body)
@@ -165,7 +177,7 @@ class CachedKube(Kube):
 
     def delete(self, kind: str, namespace: str, name: str) -> bool:
         deleted = self._kube.delete(kind, namespace, name)
-        if kind in CACHED_KINDS:
+        if kind in CACHED_KINDS | IMMUTABLE_KINDS:
             self.store.delete(kind, namespace, name)
         return deleted
 

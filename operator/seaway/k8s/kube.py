@@ -41,6 +41,7 @@ class Resource:
 
 RESOURCES: dict[str, Resource] = {
     "Deployment": Resource("/apis/apps/v1", "deployments"),
+    "ControllerRevision": Resource("/apis/apps/v1", "controllerrevisions"),
     "Service": Resource("/api/v1", "services"),
     "ConfigMap": Resource("/api/v1", "configmaps"),
     "Secret": Resource("/api/v1", "secrets"),

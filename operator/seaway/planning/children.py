@@ -11,11 +11,14 @@ import json
 from typing import Any
 
 from seaway.api.common import API_VERSION
-from seaway.api.modeldeployment import ModelDeploymentSpec, RevisionStatus
+from seaway.api.modeldeployment import ModelDeploymentSpec, Server
+from seaway.planning.revisions import ResolvedModel
+from seaway_serving import contract
 
 MD_LABEL = "seaway.dev/model-deployment"
 REVISION_LABEL = "seaway.dev/revision"
 COMPONENT_LABEL = "app.kubernetes.io/component"
+TEMPLATE_HASH_LABEL = "seaway.dev/template-hash"
 SERVER_PORT = 8080
 ROUTER_PORT = 8080
 SERVICE_PORT = 80
@@ -71,32 +74,28 @@ RESTRICTED_CONTAINER = {
 }
 
 
-def server_deployment(
-    *,
-    md_name: str,
-    namespace: str,
-    owner: Manifest,
-    spec: ModelDeploymentSpec,
-    revision: RevisionStatus,
-    replicas: int,
-    secret_name: str | None,
+def pod_template(
+    *, md_name: str, number: int, model: ResolvedModel, server: Server
 ) -> Manifest:
-    """The Deployment of one revision's model servers."""
-    labels = _labels(md_name, "model-server", revision.number)
-    selector = {MD_LABEL: md_name, REVISION_LABEL: str(revision.number)}
-    server = spec.server
+    """The complete Pod template of a revision, as it is frozen when the revision is created.
+
+    Everything that makes the revision's Pods what they are is in here (model, digest, format,
+    image, env, resources, labels, annotations, probes, Secret); the Deployment is always
+    rendered from the frozen copy, never from a later spec.
+    """
+    labels = _labels(md_name, "model-server", number)
     env = [
-        {"name": "SEAWAY_BUNDLE", "value": revision.model_uri or ""},
-        {"name": "SEAWAY_MODEL_FORMAT", "value": revision.format or "sklearn-joblib"},
-        {"name": "SEAWAY_MODEL_NAME", "value": md_name},
-        {"name": "SEAWAY_REVISION", "value": str(revision.number)},
-        {"name": "SEAWAY_PORT", "value": str(SERVER_PORT)},
-        {"name": "SEAWAY_HOST", "value": "0.0.0.0"},
+        {"name": key, "value": value}
+        for key, value in contract.server_env(
+            bundle=model.uri,
+            model_format=model.format,
+            digest=model.digest,
+            allow_unverified=model.allow_unverified,
+            model_name=md_name,
+            revision=number,
+            port=SERVER_PORT,
+        )
     ]
-    if revision.digest:
-        env.append({"name": "SEAWAY_DIGEST", "value": revision.digest})
-    else:
-        env.append({"name": "SEAWAY_ALLOW_UNVERIFIED", "value": "true"})
     env += [{"name": e.name, "value": e.value} for e in server.env or []]
     container: Manifest = {
         "name": "server",
@@ -117,36 +116,82 @@ def server_deployment(
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
-    if secret_name:
-        container["envFrom"] = [{"secretRef": {"name": secret_name}}]
+    if model.secret_name:
+        container["envFrom"] = [{"secretRef": {"name": model.secret_name}}]
     if server.resources is not None:
         container["resources"] = server.resources.to_wire()
-    pod_labels = {**(server.pod_labels or {}), **labels}
-    template_meta: Manifest = {"labels": pod_labels}
+    template_meta: Manifest = {"labels": {**(server.pod_labels or {}), **labels}}
     if server.pod_annotations:
         template_meta["annotations"] = dict(server.pod_annotations)
+    return {
+        "metadata": template_meta,
+        "spec": {
+            "automountServiceAccountToken": False,
+            "enableServiceLinks": False,
+            "securityContext": {
+                "runAsNonRoot": True,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [container],
+            "volumes": [{"name": "tmp", "emptyDir": {}}],
+        },
+    }
+
+
+def revision_record(
+    *,
+    md_name: str,
+    namespace: str,
+    owner: Manifest,
+    number: int,
+    template_hash: str,
+    template: Manifest,
+) -> Manifest:
+    """The immutable record of a revision: an ``apps/v1`` ControllerRevision holding its template.
+
+    Created once, never updated (the API server keeps ``data`` and ``revision`` as written);
+    deleted with the revision's other children when the revision is pruned.
+    """
+    labels = {**_labels(md_name, "revision", number), TEMPLATE_HASH_LABEL: template_hash}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "ControllerRevision",
+        "metadata": _meta(revision_name(md_name, number), namespace, owner, labels),
+        "revision": number,
+        "data": {"template": template},
+    }
+
+
+def recorded_template(record: Manifest) -> Manifest | None:
+    """The Pod template inside a revision record (None when it holds none)."""
+    template = (record.get("data") or {}).get("template")
+    return template if isinstance(template, dict) else None
+
+
+def server_deployment(
+    *,
+    md_name: str,
+    namespace: str,
+    owner: Manifest,
+    number: int,
+    template: Manifest,
+    replicas: int,
+    autoscaled: bool,
+) -> Manifest:
+    """The Deployment of one revision's model servers, from the revision's frozen template.
+
+    Only the replica count comes from the current spec (scaling is not a new revision); with an
+    autoscaler the count is left to it unless the revision is scaled to zero.
+    """
+    labels = _labels(md_name, "model-server", number)
+    selector = {MD_LABEL: md_name, REVISION_LABEL: str(number)}
     deployment: Manifest = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _meta(revision_name(md_name, revision.number), namespace, owner, labels),
-        "spec": {
-            "selector": {"matchLabels": selector},
-            "template": {
-                "metadata": template_meta,
-                "spec": {
-                    "automountServiceAccountToken": False,
-                    "enableServiceLinks": False,
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
-                    "containers": [container],
-                    "volumes": [{"name": "tmp", "emptyDir": {}}],
-                },
-            },
-        },
+        "metadata": _meta(revision_name(md_name, number), namespace, owner, labels),
+        "spec": {"selector": {"matchLabels": selector}, "template": template},
     }
-    if server.autoscaling is None or replicas == 0:
+    if not autoscaled or replicas == 0:
         deployment["spec"]["replicas"] = replicas
     return deployment
 
@@ -289,12 +334,9 @@ def router_deployment(
                 "name": "router",
                 "image": image,
                 "command": ["seaway-router"],
-                "args": [
-                    "--configmap",
-                    f"{namespace}/{router_name(md_name)}",
-                    "--port",
-                    str(ROUTER_PORT),
-                ],
+                "args": contract.router_args(
+                    configmap=f"{namespace}/{router_name(md_name)}", port=ROUTER_PORT
+                ),
                 "ports": [{"name": "http", "containerPort": ROUTER_PORT, "protocol": "TCP"}],
                 "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}},
                 "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}},
