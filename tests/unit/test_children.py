@@ -85,3 +85,12 @@ def test_allow_unverified_is_passed_only_when_the_user_wrote_it() -> None:
 def test_a_record_without_a_template_gives_none() -> None:
     assert children.recorded_template({"data": {}}) is None
     assert children.recorded_template({}) is None
+
+
+def test_a_loading_server_is_never_killed_and_ready_means_loaded() -> None:
+    template = children.pod_template(md_name="churn", number=1, model=MODEL, server=SERVER)
+    (container,) = template["spec"]["containers"]
+    startup, ready = container["startupProbe"], container["readinessProbe"]
+    assert startup["httpGet"]["path"] == ready["httpGet"]["path"] == "/v2/health/ready"
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 600
+    assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"

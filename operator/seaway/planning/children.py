@@ -103,9 +103,16 @@ def pod_template(
         "command": ["seaway-serve"],
         "env": env,
         "ports": [{"name": "http", "containerPort": SERVER_PORT, "protocol": "TCP"}],
+        # docs/serving.md#probes: loading may take minutes (startup), ready means verified,
+        # loaded and self-checked (readiness), live only means the event loop answers.
+        "startupProbe": {
+            "httpGet": {"path": "/v2/health/ready", "port": "http"},
+            "periodSeconds": 2,
+            "failureThreshold": 300,
+        },
         "readinessProbe": {
             "httpGet": {"path": "/v2/health/ready", "port": "http"},
-            "periodSeconds": 5,
+            "periodSeconds": 2,
         },
         "livenessProbe": {
             "httpGet": {"path": "/v2/health/live", "port": "http"},
