@@ -55,6 +55,17 @@ def text_feature(tmp: Path) -> tuple[dict[str, str], int, str]:
             "numbers or leave it out of the features")
 
 
+def mostly_numbers_feature(tmp: Path) -> tuple[dict[str, str], int, str]:
+    # One word among numbers makes the whole column text: its first value reads '1.5'
+    frame = classification_frame(rows=100)
+    frame["tenure"] = 1.5
+    frame["tenure"] = frame["tenure"].astype(object)
+    frame.loc[7, "tenure"] = "unknown"
+    path = write(frame, tmp / "tenure.csv")
+    return (_base(path), 4, "feature column 'tenure' is not numeric (e.g. 'unknown'); the model "
+            "server takes numbers only: encode it as numbers or leave it out of the features")
+
+
 def unreachable(tmp: Path) -> tuple[dict[str, str], int, str]:
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
@@ -135,7 +146,8 @@ def bad_decimal(tmp: Path) -> tuple[dict[str, str], int, str]:
             "write a number as a string, e.g. 0.80")
 
 
-CASES: list[Case] = [missing_target, empty_file, header_only, text_feature, unreachable,
+CASES: list[Case] = [missing_target, empty_file, header_only, text_feature,
+                     mostly_numbers_feature, unreachable,
                      too_few_rows, too_few_before_cutoff, bad_timestamps, one_class,
                      nan_unsupported, import_refused, nested_import_refused,
                      metric_for_regressors, missing_setting, bad_decimal]

@@ -10,7 +10,7 @@ time, so it is not supported at training time either.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,10 +85,26 @@ class Table:
 def _numeric_column(col: pd.Series, name: str) -> np.ndarray:
     if pd.api.types.is_bool_dtype(col) or pd.api.types.is_numeric_dtype(col):
         return np.asarray(col.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
-    present = col.dropna()
-    example = present.iloc[0] if len(present) else None
+    example = first_non_number(col.dropna())
     raise BadData(f"feature column {name!r} is not numeric (e.g. {example!r}); the model server "
                   "takes numbers only: encode it as numbers or leave it out of the features")
+
+
+def first_non_number(values: Iterable[Any]) -> Any:
+    """The first value that is not a number, to quote in a refusal (None if all are).
+
+    A column read from CSV with one stray word is text throughout, numbers included: its
+    first value may well be ``'3.5'``, which would make a misleading example.
+    """
+    return next((v for v in values if not _is_number(v)), None)
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _timestamps(col: pd.Series, name: str) -> np.ndarray:

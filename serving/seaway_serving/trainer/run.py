@@ -109,17 +109,9 @@ def _target(table: data.Table, task: scoring.Task, target: str) -> np.ndarray:
     try:
         return np.asarray(table.y, dtype=np.float64)
     except (TypeError, ValueError):
-        example = next((v for v in table.y if not _is_number(v)), table.y[0])
+        example = data.first_non_number(table.y)
         raise BadData(f"target column {target!r} is not numeric (e.g. {example!r}); a regressor "
                       "predicts numbers") from None
-
-
-def _is_number(value: Any) -> bool:
-    try:
-        float(value)
-    except (TypeError, ValueError):
-        return False
-    return True
 
 
 def train(settings: TrainSettings) -> results.TrainResult:
