@@ -4,6 +4,11 @@ Order matters and is the point of this module: every check that can be made on b
 manifest (paths, size, sha256, library versions, skops types) runs before a single byte of the
 model is deserialized, because unpickling runs code. The model file is read into memory once and
 that very buffer is both hashed and deserialized, so nothing can swap the file in between.
+
+A bare model file (no manifest) is a one-file bundle: the same digest rule applies (for a pickle,
+the digest pinned in the spec is what makes loading it safe), and its manifest is derived from the
+loaded estimator afterwards. It therefore has no self-check against recorded outputs and no drift
+fingerprint; :func:`load_file` proves instead that the model predicts a few fixed rows at all.
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ class LoadedModel:
     manifest: bundle.Manifest
     estimator: Any
     digest: str
+    #: True for a bare model file: the manifest was derived here, not shipped with the model.
+    derived: bool = False
 
     @property
     def n_features(self) -> int:
@@ -100,18 +107,24 @@ def _read_capped(path: Path, cap: int) -> bytes:
     return data
 
 
-def verify_digest(data: bytes, manifest: bundle.Manifest, policy: Policy) -> str:
+def verify_digest(data: bytes, recorded: str | None, fmt: str, policy: Policy, *,
+                  where: str = "the manifest has no sha256") -> str:
+    """The sha256 of ``data``, which must equal every digest known (``recorded`` and pinned).
+
+    A sklearn-joblib model with no digest known anywhere is refused unless explicitly allowed:
+    unpickling runs code. ``where`` says, in the refusal, why no digest was recorded.
+    """
     actual = bundle.sha256_of(data)
-    if manifest.sha256 is not None and manifest.sha256 != actual:
-        raise BundleRefused(f"digest mismatch: manifest {manifest.sha256} file {actual}")
+    if recorded is not None and recorded != actual:
+        raise BundleRefused(f"digest mismatch: manifest {recorded} file {actual}")
     if policy.pinned_digest is not None and policy.pinned_digest != actual:
         raise BundleRefused(f"digest mismatch: pinned (SEAWAY_MODEL_DIGEST) "
                             f"{policy.pinned_digest} file {actual}")
-    if (manifest.sha256 is None and policy.pinned_digest is None
-            and manifest.format == "sklearn-joblib" and not policy.allow_unverified):
-        raise BundleRefused("missing digest: the manifest has no sha256 and SEAWAY_MODEL_DIGEST "
-                            "is not set; a sklearn-joblib model runs code when loaded (set "
-                            "SEAWAY_ALLOW_UNVERIFIED=true to load it anyway)")
+    if (recorded is None and policy.pinned_digest is None
+            and fmt == "sklearn-joblib" and not policy.allow_unverified):
+        raise BundleRefused(f"missing digest: {where} and SEAWAY_MODEL_DIGEST is not set; a "
+                            "sklearn-joblib model runs code when loaded (pin model.digest, or "
+                            "set SEAWAY_ALLOW_UNVERIFIED=true to load it anyway)")
     return actual
 
 
@@ -123,8 +136,8 @@ def check_versions(manifest: bundle.Manifest) -> None:
                             f"{manifest.runtime.sklearn}, server has {sklearn.__version__}")
 
 
-def deserialize(data: bytes, manifest: bundle.Manifest, policy: Policy) -> Any:
-    if manifest.format == "skops":
+def deserialize(data: bytes, fmt: str, policy: Policy) -> Any:
+    if fmt == "skops":
         import skops.io
 
         try:
@@ -192,15 +205,59 @@ def _short(values: np.ndarray) -> str:
     return f"[{text}{', ...' if len(items) > 6 else ''}]"
 
 
-def load(bundle_dir: Path, policy: Policy) -> LoadedModel:
-    """Verify, deserialize and self-check the bundle in ``bundle_dir``; raise BundleRefused."""
+def file_format(path: Path, policy: Policy) -> bundle.Format:
+    """The format of a bare model file: the spec's, which the file's suffix may not contradict."""
+    by_suffix: bundle.Format = "skops" if path.suffix.lower() == ".skops" else "sklearn-joblib"
+    if policy.expected_format is not None and policy.expected_format != by_suffix:
+        raise BundleRefused(f"format mismatch: the spec says {policy.expected_format} "
+                            f"(SEAWAY_MODEL_FORMAT), the model file is named {path.name} "
+                            f"({by_suffix}: .skops for skops, .joblib or .pkl for sklearn-joblib)")
+    return by_suffix
+
+
+def derive_manifest(estimator: Any, path: Path, fmt: bundle.Format, data: bytes) -> bundle.Manifest:
+    """The manifest of a bare model file, from what the fitted estimator says about itself.
+
+    Its sample comes from predicting a few fixed rows now, so a model that cannot predict at all
+    (unfitted, a transformer, the wrong input width) is refused before it is served.
+    """
+    try:
+        manifest = bundle.describe(estimator, name=path.stem or "model", fmt=fmt,
+                                   model_bytes=data)
+    except Exception as exc:
+        raise BundleRefused(f"model file {path.name} has no manifest and cannot describe itself: "
+                            f"{type(exc).__name__}: {exc} (make a bundle with "
+                            "`seaway bundle create`)") from None
+    return manifest.model_copy(update={"model_file": path.name})
+
+
+def load_file(path: Path, policy: Policy) -> LoadedModel:
+    """Verify and deserialize a bare model file, then derive its manifest; raise BundleRefused."""
+    fmt = file_format(path, policy)
+    data = _read_capped(path, policy.max_bytes)
+    digest = verify_digest(data, None, fmt, policy,
+                           where=f"{path.name} is a bare model file (no manifest)")
+    estimator = deserialize(data, fmt, policy)
+    manifest = derive_manifest(estimator, path, fmt, data)
+    del data
+    return LoadedModel(manifest=manifest, estimator=estimator, digest=digest, derived=True)
+
+
+def load(location: Path, policy: Policy) -> LoadedModel:
+    """Verify, deserialize and self-check the bundle at ``location``; raise BundleRefused.
+
+    ``location`` is a bundle directory or a bare model file (see :func:`load_file`).
+    """
+    if location.is_file():
+        return load_file(location, policy)
+    bundle_dir = location
     manifest = read_manifest(bundle_dir)
     check_format(manifest, policy)
     path = _model_path(bundle_dir, manifest)
     data = _read_capped(path, policy.max_bytes)
-    digest = verify_digest(data, manifest, policy)
+    digest = verify_digest(data, manifest.sha256, manifest.format, policy)
     check_versions(manifest)
-    estimator = deserialize(data, manifest, policy)
+    estimator = deserialize(data, manifest.format, policy)
     del data
     self_check(estimator, manifest)
     return LoadedModel(manifest=manifest, estimator=estimator, digest=digest)

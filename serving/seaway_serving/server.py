@@ -1,4 +1,4 @@
-"""``seaway-serve``: fetch, verify and load a bundle, then serve it until SIGTERM.
+"""``seaway-serve``: fetch, verify and load a bundle (or a bare model file), then serve it.
 
 The HTTP port opens first so liveness answers while a large bundle loads; readiness turns on
 only after the loader's checks and self-check pass. A refusal is logged, written to the
@@ -56,6 +56,14 @@ def fetch_and_load(settings: ServingSettings, work_dir: Path) -> LoadedModel:
                     trusted_types=tuple(settings.trusted_types),
                     expected_format=settings.model_format)
     model = load(bundle_dir, policy)
+    if model.derived:
+        log.info("Loaded bare model file %s (no manifest: it predicted %d fixed rows, but there "
+                 "is no self-check against recorded outputs and no drift fingerprint; "
+                 "`seaway bundle create` makes a bundle with both)", bundle_dir.name,
+                 len(model.manifest.sample.inputs),
+                 extra={"digest": model.digest, "estimator": model.manifest.estimator,
+                        "seconds": round(time.monotonic() - t0, 3)})
+        return model
     log.info("Loaded and self-checked bundle",
              extra={"digest": model.digest, "estimator": model.manifest.estimator,
                     "seconds": round(time.monotonic() - t0, 3)})
@@ -191,7 +199,8 @@ def run(settings: ServingSettings) -> int:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--bundle", help="Bundle: path, file://, http(s):// or s3:// [SEAWAY_BUNDLE]")
+@click.option("--bundle", help="Bundle dir, archive or model file: path, file://, http(s):// "
+              "or s3:// [SEAWAY_BUNDLE]")
 @click.option("--name", "model_name", help="Model name served [SEAWAY_MODEL_NAME]")
 @click.option("--revision", help="Revision reported as model_version [SEAWAY_REVISION]")
 @click.option("--digest", "model_digest", help="Pinned sha256:<hex> [SEAWAY_MODEL_DIGEST]")

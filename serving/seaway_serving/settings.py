@@ -23,7 +23,8 @@ class ServingSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="SEAWAY_", extra="ignore")
 
-    bundle: str = Field(description="Bundle location: a path, file://, http(s):// or s3:// URI")
+    bundle: str = Field(description="Bundle location: a path, file://, http(s):// or s3:// URI "
+                        "of a bundle directory, its archive, or a bare model file")
     model_name: str | None = Field(None, description="Name served; default: the manifest's")
     revision: str | None = Field(
         None, description="Revision reported as model_version; default: the manifest's version"

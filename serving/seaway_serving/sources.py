@@ -1,11 +1,13 @@
 """Fetch a bundle from where it lives into a local directory, bounded in size and in paths.
 
-Sources: a local path or ``file://`` URI (a bundle directory, its ``manifest.json`` or a
-``.tar.gz`` of it), ``http(s)://`` and ``s3://`` (S3-compatible stores, requests signed with
-AWS Signature Version 4 from the standard ``AWS_*`` variables). A remote URI ending in ``.tar``,
-``.tar.gz`` or ``.tgz`` is an archive; any other is a directory holding ``manifest.json`` and the
-model file it names. Nothing here deserializes anything: that is the loader's job, after the
-digest check.
+Sources: a local path or ``file://`` URI (a bundle directory, its ``manifest.json``, a
+``.tar.gz`` of it, or a bare model file), ``http(s)://`` and ``s3://`` (S3-compatible stores,
+requests signed with AWS Signature Version 4 from the standard ``AWS_*`` variables). A URI ending
+in ``.tar``, ``.tar.gz`` or ``.tgz`` is an archive; one ending in ``.joblib``, ``.pkl`` or
+``.skops`` is a bare model file (a one-file bundle: the loader derives its manifest); any other is
+a directory holding ``manifest.json`` and the model file it names. :func:`materialize` returns a
+directory for a bundle and the file itself for a bare model. Nothing here deserializes anything:
+that is the loader's job, after the digest check.
 
 The S3 client is a few dozen lines of stdlib on purpose: the server image stays free of boto3
 (~100 MB and a slow import) for the two GET requests it needs.
@@ -33,7 +35,12 @@ from seaway_serving import bundle
 from seaway_serving.errors import BundleRefused, FetchFailed
 
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz")
+#: A URI ending in one of these is a bare model file, served as a one-file bundle.
+MODEL_SUFFIXES = (".joblib", ".pkl", ".skops")
 MANIFEST_CAP = 16 << 20
+#: A bundle is a manifest and a model file or two; an archive of more entries than this is
+#: refused before anything is written (a 940 KB archive can hold 200,000 empty directories).
+MAX_ARCHIVE_ENTRIES = 1000
 CHUNK = 1 << 20
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
@@ -47,7 +54,9 @@ class Limits:
 
 def materialize(uri: str, work_dir: Path, limits: Limits,
                 env: Mapping[str, str] | None = None) -> Path:
-    """Return a local directory holding the bundle at ``uri`` (fetched or extracted if needed)."""
+    """Return a local directory holding the bundle at ``uri`` (fetched or extracted if needed),
+    or the local path of the model file when ``uri`` names a bare one (see :func:`is_model_file`).
+    """
     env = os.environ if env is None else env
     parsed = urllib.parse.urlsplit(uri)
     if parsed.scheme in ("", "file"):
@@ -65,6 +74,11 @@ def _is_archive(name: str) -> bool:
     return name.endswith(ARCHIVE_SUFFIXES)
 
 
+def is_model_file(name: str) -> bool:
+    """Whether a path or URI path names a bare model file rather than a bundle."""
+    return name.lower().endswith(MODEL_SUFFIXES)
+
+
 def _local(path: Path, work_dir: Path, limits: Limits) -> Path:
     if path.is_dir():
         return path
@@ -72,8 +86,10 @@ def _local(path: Path, work_dir: Path, limits: Limits) -> Path:
         return path.parent
     if path.is_file() and _is_archive(path.name):
         return extract(path, work_dir / "bundle", limits.max_bytes)
-    raise FetchFailed(f"no bundle at {path}: expected a directory with {bundle.MANIFEST_FILE} "
-                      "or a .tar.gz of one")
+    if path.is_file() and is_model_file(path.name):
+        return path
+    raise FetchFailed(f"no bundle at {path}: expected a directory with {bundle.MANIFEST_FILE}, "
+                      f"a .tar.gz of one, or a model file ({', '.join(MODEL_SUFFIXES)})")
 
 
 def _remote(uri: str, getter: _Getter, work_dir: Path, limits: Limits) -> Path:
@@ -87,6 +103,8 @@ def _remote(uri: str, getter: _Getter, work_dir: Path, limits: Limits) -> Path:
             return extract(archive, work_dir / "bundle", limits.max_bytes)
         finally:
             archive.unlink(missing_ok=True)
+    if is_model_file(path):
+        return _remote_model_file(uri, getter, work_dir, limits)
     base = uri if uri.endswith("/") else uri + "/"
     target = work_dir / "bundle"
     if target.exists():
@@ -108,6 +126,18 @@ def _remote(uri: str, getter: _Getter, work_dir: Path, limits: Limits) -> Path:
     with dest.open("wb") as out:
         getter.get(base + urllib.parse.quote(rel.as_posix()), out, limits.max_bytes)
     return target
+
+
+def _remote_model_file(uri: str, getter: _Getter, work_dir: Path, limits: Limits) -> Path:
+    target = work_dir / "model"
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    # the file keeps its name (its suffix says what it is), never its path
+    dest = target / (PurePosixPath(urllib.parse.unquote(urllib.parse.urlsplit(uri).path)).name)
+    with dest.open("wb") as out:
+        getter.get(uri, out, limits.max_bytes)
+    return dest
 
 
 def _safe_relative(name: str) -> PurePosixPath | None:
@@ -141,7 +171,10 @@ def extract(archive: Path, dest: Path, max_bytes: int) -> Path:
 def _extract_members(tar: tarfile.TarFile, dest: Path, max_bytes: int) -> Path:
     members = []
     total = 0
-    for m in tar:
+    for count, m in enumerate(tar, start=1):
+        if count > MAX_ARCHIVE_ENTRIES:
+            raise BundleRefused(f"bundle archive has more than {MAX_ARCHIVE_ENTRIES} entries; "
+                                "a bundle holds a manifest and a few files")
         rel = _safe_relative(m.name)
         if rel is None and m.name.strip("./") == "":
             continue  # the archive's own "." entry
@@ -200,8 +233,7 @@ class _Getter:
         delay = 0.5
         for attempt in range(1, self.limits.attempts + 1):
             try:
-                with urllib.request.urlopen(self.request(url),
-                                            timeout=self.limits.timeout_s) as resp:
+                with open_url(self.request(url), timeout=self.limits.timeout_s) as resp:
                     length = resp.headers.get("Content-Length")
                     if length is not None and length.isdigit() and int(length) > cap:
                         raise BundleRefused(f"{_redact(url)} is {length} bytes, over the cap of "
@@ -221,6 +253,42 @@ class _Getter:
             time.sleep(delay)
             delay *= 2
         raise AssertionError("unreachable")
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    p = urllib.parse.urlsplit(url)
+    default = {"http": 80, "https": 443}.get(p.scheme)
+    return p.scheme, (p.hostname or "").lower(), p.port or default
+
+
+class _SameOriginRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow a redirect only to the same scheme, host and port.
+
+    urllib re-sends a request's headers to wherever a redirect points, signed ``Authorization``
+    and ``X-Amz-Security-Token`` included, and would follow https to plain http. A store (or
+    whoever answers in its name) could so collect the credentials of every server pod. A
+    presigned URL carries its signature in the query string, which a redirect elsewhere drops
+    anyway, so refusing costs nothing a store needs.
+    """
+
+    def redirect_request(self, req: urllib.request.Request, fp: IO[bytes], code: int,
+                         msg: str, headers: Mapping[str, str],
+                         newurl: str) -> urllib.request.Request | None:
+        if _origin(newurl) != _origin(req.full_url):
+            what = ("from https to http" if urllib.parse.urlsplit(req.full_url).scheme == "https"
+                    and urllib.parse.urlsplit(newurl).scheme == "http" else "to another origin")
+            raise FetchFailed(f"{_redact(req.full_url)} redirected {what} ({_redact(newurl)});"
+                              " not followed, so no credentials go with it")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)  # type: ignore[arg-type]
+
+
+_OPENER = urllib.request.build_opener(_SameOriginRedirects)
+
+
+def open_url(request: urllib.request.Request, *, timeout: float) -> IO[bytes]:
+    """``urlopen`` for every store request: redirects only within the same origin."""
+    response: IO[bytes] = _OPENER.open(request, timeout=timeout)
+    return response
 
 
 def _redact(url: str) -> str:

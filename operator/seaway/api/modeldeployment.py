@@ -66,7 +66,12 @@ class ModelSource(WireModel):
     uri: Annotated[
         Uri | None,
         Field(
-            description="The bundle or model file: file://, http(s):// or s3:// (S3-compatible)."
+            description=(
+                "What to serve, at file://, http(s):// or s3:// (S3-compatible): a bare model"
+                " file ending in .joblib or .pkl (sklearn-joblib) or .skops (skops), made safe"
+                " by the pinned digest; a bundle archive ending in .tar, .tar.gz or .tgz; or"
+                " else a bundle directory holding manifest.json."
+            )
         ),
     ] = None
     format: Annotated[
@@ -528,6 +533,20 @@ class ModelDeploymentStatus(WireModel):
     step_started_at: Timestamp | None = None
     canary_started_at: Annotated[
         Timestamp | None, Field(description="When the canary's rollout (and its deadline) began.")
+    ] = None
+    pause_started_at: Annotated[
+        Timestamp | None,
+        Field(
+            description="When the current pause began: the moment its weight was confirmed"
+            " live, not when the pass that set it started."
+        ),
+    ] = None
+    pause_ends_at: Annotated[
+        Timestamp | None,
+        Field(
+            description="When the current timed pause ends: pauseStartedAt plus its duration,"
+            " plus any time the operator could not reach the API server meanwhile."
+        ),
     ] = None
     weights: Annotated[list[WeightStatus], Field(max_length=16)] = Field(default_factory=list)
     revisions: Annotated[list[RevisionStatus], Field(max_length=128)] = Field(default_factory=list)
