@@ -221,6 +221,31 @@ class GrafanaDashboard(Strict):
     )
 
 
+#: An allowlist entry: host, host:port, [v6]:port, *.domain or * (any host).
+HOST = (
+    r"^(\*|(\*\.)?[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?(:[0-9]{1,5})?"
+    r"|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?)$"
+)
+
+
+class Egress(Strict):
+    prometheusHosts: list[Annotated[str, Field(pattern=HOST)]] = Field(
+        default_factory=list,
+        description=(
+            "Prometheus hosts a ModelDeployment's rollout.analysis.provider.prometheus.address"
+            " may name: host, host:port, *.domain (subdomains) or * (any host). prometheusUrl's"
+            " host is always allowed. Redirects are never followed."
+        ),
+    )
+    webhookHosts: list[Annotated[str, Field(pattern=HOST)]] = Field(
+        default_factory=list,
+        description=(
+            "Hosts notifications.webhookURL may name (same forms). Empty: no webhook is called,"
+            " and a WebhookNotAllowed Event says so. Redirects are never followed."
+        ),
+    )
+
+
 class Values(Strict):
     """Values of the Seaway chart."""
 
@@ -267,6 +292,14 @@ class Values(Strict):
         description=(
             "Prometheus used by canary analysis when a ModelDeployment names none, e.g. "
             "http://prometheus-operated.monitoring:9090."
+        ),
+    )
+    egress: Egress = Field(
+        default_factory=Egress,
+        description=(
+            "Hosts the operator may send requests to on behalf of a spec. Addresses written in"
+            " a ModelDeployment are fetched by the operator from inside the cluster, so they are"
+            " limited to these lists (see docs/security.md)."
         ),
     )
     router: Router = Field(default_factory=Router, description="The built-in traffic router.")

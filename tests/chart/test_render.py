@@ -342,6 +342,29 @@ def test_operator_settings_reach_the_environment_the_operator_reads(helm: Path) 
     assert container["image"] == f"ghcr.io/seaway-dev/seaway-operator@{digest}"
 
 
+def test_egress_allowlists_reach_the_operator(helm: Path) -> None:
+    """The allowlists of spec-given Prometheus and webhook hosts (docs/security.md): unset, the
+    operator gets neither variable and calls no spec-given host but the default Prometheus."""
+    container = operator_container(render(helm))
+    names = {e["name"] for e in container["env"]}
+    assert not names & {"SEAWAY_ALLOWED_PROMETHEUS_HOSTS", "SEAWAY_ALLOWED_WEBHOOK_HOSTS"}
+    objects = render(
+        helm,
+        "--set", "egress.prometheusHosts={prometheus.monitoring,*.thanos.svc:9090}",
+        "--set", "egress.webhookHosts={hooks.example.com}",
+    )  # fmt: skip
+    env = {e["name"]: e["value"] for e in operator_container(objects)["env"]}
+    assert env["SEAWAY_ALLOWED_PROMETHEUS_HOSTS"] == "prometheus.monitoring,*.thanos.svc:9090"
+    assert env["SEAWAY_ALLOWED_WEBHOOK_HOSTS"] == "hooks.example.com"
+    read = (ROOT / "operator" / "seaway" / "egress.py").read_text()
+    assert '"SEAWAY_ALLOWED_PROMETHEUS_HOSTS"' in read and '"SEAWAY_ALLOWED_WEBHOOK_HOSTS"' in read
+    bad = run(
+        [helm, "template", "seaway", CHART, "--set", "egress.webhookHosts={http://x/y}"],
+        check=False,
+    )
+    assert bad.returncode != 0 and "does not match pattern" in bad.stderr
+
+
 def test_service_monitor_selects_the_services_the_operator_creates(helm: Path) -> None:
     monitor = kinds(render(helm, *CI), "ServiceMonitor")
     assert len(monitor) == 1

@@ -30,6 +30,12 @@ from tests.integration.mdtools import User, md_body
 OPERATOR = ["seaway.handlers.operator"]
 
 
+@pytest.fixture(autouse=True)
+def loopback_prometheus(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The specs here name a Prometheus on 127.0.0.1: the operator (in this process) may ask it."""
+    monkeypatch.setenv("SEAWAY_ALLOWED_PROMETHEUS_HOSTS", "127.0.0.1")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -103,7 +103,9 @@ class Hooks(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def webhook() -> Iterator[str]:
+def webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A webhook on 127.0.0.1, which the operator (in this process) is allowed to call."""
+    monkeypatch.setenv("SEAWAY_ALLOWED_WEBHOOK_HOSTS", "127.0.0.1")
     Hooks.received = []
     server = HTTPServer(("127.0.0.1", 0), Hooks)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -32,6 +32,21 @@ def operator_group() -> None:
     help="Prometheus for canary analysis when a ModelDeployment names none.",
 )
 @click.option(
+    "--allow-prometheus-host",
+    "prometheus_hosts",
+    multiple=True,
+    metavar="HOST[:PORT]",
+    help="A Prometheus host ModelDeployments may name (repeatable; *.domain for subdomains, *"
+    " for any). The --prometheus-url host is always allowed.",
+)
+@click.option(
+    "--allow-webhook-host",
+    "webhook_hosts",
+    multiple=True,
+    metavar="HOST[:PORT]",
+    help="A host notifications.webhookURL may name (repeatable; same forms). Default: none.",
+)
+@click.option(
     "--workers",
     type=click.IntRange(1, 64),
     default=8,
@@ -69,6 +84,8 @@ def run(
     kubeconfig: str | None,
     router_image: str | None,
     prometheus_url: str | None,
+    prometheus_hosts: tuple[str, ...],
+    webhook_hosts: tuple[str, ...],
     workers: int,
     leader_elect: bool,
     lease_namespace: str,
@@ -83,6 +100,10 @@ def run(
         os.environ["SEAWAY_ROUTER_IMAGE"] = router_image
     if prometheus_url:
         os.environ["SEAWAY_PROMETHEUS_URL"] = prometheus_url
+    if prometheus_hosts:
+        os.environ["SEAWAY_ALLOWED_PROMETHEUS_HOSTS"] = ",".join(prometheus_hosts)
+    if webhook_hosts:
+        os.environ["SEAWAY_ALLOWED_WEBHOOK_HOSTS"] = ",".join(webhook_hosts)
     os.environ["SEAWAY_WORKERS"] = str(workers)
     if leader_elect:
         os.environ["SEAWAY_LEADER_ELECT"] = "true"

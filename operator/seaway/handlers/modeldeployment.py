@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from seaway import metrics
+from seaway import egress, metrics
 from seaway.api.modeldeployment import ModelDeployment, RevisionStatus
 from seaway.api.retrainjob import RetrainJob
 from seaway.handlers import notify
@@ -40,6 +40,8 @@ class Settings:
     #: Default Prometheus for analysis when a ModelDeployment names none.
     prometheus_url: str | None = None
     webhook_timeout: float = 5.0
+    #: Hosts the operator may send requests to (spec-given Prometheus and webhook URLs).
+    egress: egress.Policy = field(default_factory=egress.Policy)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
 
@@ -122,7 +124,9 @@ def prometheus_for(md: ModelDeployment, settings: Settings) -> Prometheus | None
         else None
     )
     address = configured.address if configured is not None else settings.prometheus_url
-    return Prometheus(address) if address else None
+    if not address:
+        return None
+    return Prometheus(address, egress.Client(settings.egress.prometheus, timeout=5.0))
 
 
 def experiment_figures_if_due(
@@ -350,7 +354,7 @@ def reconcile(kube: Kube, namespace: str, name: str, settings: Settings) -> floa
             result.events,
             result.notifications,
             webhook=webhook,
-            timeout=settings.webhook_timeout,
+            client=egress.Client(settings.egress.webhooks, timeout=settings.webhook_timeout),
         )
         return result.requeue_after
     return 1.0

@@ -1,37 +1,36 @@
-"""The notification webhook: a JSON POST, best effort, never blocking a rollout decision."""
+"""The notification webhook: a JSON POST, best effort, never blocking a rollout decision.
+
+The URL comes from a spec: it goes through :class:`seaway.egress.Client` (hosts on the
+administrator's webhook allowlist only, no redirects). A host that is not allowed is reported
+once per pass as a Warning Event in our own words; the peer's answer never reaches an Event.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
-import urllib.error
-import urllib.request
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from seaway import egress
 from seaway.planning.rollout import Event
 
 logger = logging.getLogger(__name__)
 
 
-def send(url: str, payload: dict[str, Any], *, timeout: float) -> bool:
+def send(client: egress.Client, url: str, payload: dict[str, Any]) -> bool:
     """POST ``payload``; log and return False on any failure (the Event already records it)."""
-    request = urllib.request.Request(
-        url,
-        data=json.dumps(payload).encode(),
-        headers={"Content-Type": "application/json", "User-Agent": "seaway-operator"},
-        method="POST",
-    )
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            status = int(response.status)
-            ok = 200 <= status < 300
-    except (urllib.error.URLError, OSError) as exc:
-        logger.warning("Notification to %s failed: %s", url, exc)
+        client.request(
+            url,
+            data=json.dumps(payload).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+    except egress.EgressError as exc:
+        logger.warning("Notification failed: %s", exc)
         return False
-    if not ok:
-        logger.warning("Notification to %s answered %s", url, status)
-    return ok
+    return True
 
 
 def announce(
@@ -41,14 +40,23 @@ def announce(
     notifications: Sequence[dict[str, Any]],
     *,
     webhook: str | None,
-    timeout: float,
+    client: egress.Client,
 ) -> None:
     """After a pass's status write: its Events, then its webhook calls (at most once each)."""
     meta = body["metadata"]
     for event in events:
         kube.event(body, event.type, event.reason, event.message)
         logger.info("%s %s/%s: %s", event.reason, meta["namespace"], meta["name"], event.message)
-    for payload in notifications if webhook else []:
-        assert webhook is not None
+    if not notifications or not webhook:
+        return
+    if not client.allow.permits(webhook):
+        message = (
+            f"notifications.webhookURL: host {egress.describe(webhook)} is not allowed by"
+            f" {client.allow.setting}; {len(notifications)} notification(s) not sent"
+        )
+        kube.event(body, "Warning", "WebhookNotAllowed", message)
+        logger.warning("%s/%s: %s", meta["namespace"], meta["name"], message)
+        return
+    for payload in notifications:
         document = {"kind": body["kind"], "namespace": meta["namespace"], "name": meta["name"]}
-        send(webhook, {**document, **payload}, timeout=timeout)
+        send(client, webhook, {**document, **payload})

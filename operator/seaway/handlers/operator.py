@@ -15,6 +15,7 @@ from typing import Any
 
 import kopf
 
+from seaway import egress
 from seaway.handlers import modeldeployment, retrainjob
 from seaway.handlers.workqueue import WorkQueue
 from seaway.k8s.cache import CachedKube, Store
@@ -35,6 +36,7 @@ def settings_from_env() -> modeldeployment.Settings:
     settings.router_service_account = os.environ.get("SEAWAY_ROUTER_SERVICE_ACCOUNT") or None
     settings.prometheus_url = os.environ.get("SEAWAY_PROMETHEUS_URL") or None
     settings.trainer_image = os.environ.get("SEAWAY_TRAINER_IMAGE", settings.trainer_image)
+    settings.egress = egress.Policy.from_env(os.environ, default_prometheus=settings.prometheus_url)
     if CLOCK_OFFSET_ENV in os.environ:
         # For tests and demos of schedules: the operator's clock runs this many seconds ahead,
         # read at every use so a test can move time while the operator runs.

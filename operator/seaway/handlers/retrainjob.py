@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
+from seaway import egress
 from seaway.api.modeldeployment import ModelDeployment
 from seaway.api.retrainjob import RetrainJob
 from seaway.handlers import notify
@@ -133,7 +134,7 @@ def reconcile(kube: Kube, namespace: str, name: str, settings: Settings) -> floa
             result.events,
             result.notifications,
             webhook=webhook_of(kube, namespace, rj.spec.model_deployment),
-            timeout=settings.webhook_timeout,
+            client=egress.Client(settings.egress.webhooks, timeout=settings.webhook_timeout),
         )
         return result.requeue_after
     return 1.0
