@@ -361,16 +361,32 @@ def create_from_file(model_path: Path, out_dir: Path, *, name: str, fmt: Format 
     if fmt == "skops":
         import skops.io
 
-        untrusted = [t for t in skops.io.get_untrusted_types(data=model_bytes) if t not in trusted]
+        try:
+            found = skops.io.get_untrusted_types(data=model_bytes)
+        except Exception as exc:  # not a skops file at all
+            raise ValueError(f"{model_path.name} cannot be read as a skops file: "
+                             f"{type(exc).__name__}: {exc}") from None
+        untrusted = [t for t in found if t not in trusted]
         if untrusted:
             raise ValueError("untrusted types in skops file: " + ", ".join(sorted(untrusted))
                              + " (list them with --trust if you trust them)")
-        estimator = skops.io.loads(model_bytes, trusted=list(trusted) or None)
-    else:
-        import joblib
+    try:
+        if fmt == "skops":
+            estimator = skops.io.loads(model_bytes, trusted=list(trusted) or None)
+        else:
+            import joblib
 
-        estimator = joblib.load(io.BytesIO(model_bytes))
-    manifest = describe(estimator, name=name, fmt=fmt, model_bytes=model_bytes, **kwargs)
+            estimator = joblib.load(io.BytesIO(model_bytes))
+    except Exception as exc:  # not a model file at all (a CSV, a truncated pickle): say so
+        raise ValueError(f"{model_path.name} cannot be loaded as a {fmt} model file: "
+                         f"{type(exc).__name__}: {exc}") from None
+    try:
+        manifest = describe(estimator, name=name, fmt=fmt, model_bytes=model_bytes, **kwargs)
+    except ValueError:
+        raise
+    except Exception as exc:  # e.g. an object without predict
+        raise ValueError(f"{model_path.name} does not hold a usable fitted estimator: "
+                         f"{type(exc).__name__}: {exc}") from None
     write(out_dir, manifest, model_bytes)
     return manifest
 

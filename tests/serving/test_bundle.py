@@ -154,3 +154,21 @@ def test_drift_window_wraps_and_keeps_the_latest_rows(data: Data) -> None:
     assert snap is not None
     kept = {tuple(r) for r in snap[0]}
     assert kept == {tuple(r) for r in data.x_train[80:130]}
+
+
+@pytest.mark.parametrize(("name", "content", "message"), [
+    ("train.csv", b"a,b,churned\n1,2,0\n", "train.csv cannot be loaded as a sklearn-joblib model"),
+    ("m.skops", b"not a zip\n", "m.skops cannot be read as a skops file"),
+    ("m.joblib", b"", "m.joblib cannot be loaded as a sklearn-joblib model"),
+])
+def test_cli_bundle_create_on_a_file_that_is_no_model(tmp_path: Path, name: str,
+                                                      content: bytes, message: str) -> None:
+    """One line that names the file, never a traceback from deep inside pickle or zipfile."""
+    path = tmp_path / name
+    path.write_bytes(content)
+    result = CliRunner().invoke(seaway_cli, ["bundle", "create", "--model", str(path),
+                                             "--name", "m", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 1
+    assert result.output.startswith(f"Error: {message}"), result.output
+    assert result.output.count("\n") == 1 and "Traceback" not in result.output
+    assert not (tmp_path / "o").exists()
