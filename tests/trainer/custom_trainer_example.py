@@ -29,9 +29,8 @@ def hand_over(doc: result.TrainResult, message: str) -> None:
     env = os.environ
     if env.get("SEAWAY_TRAIN_RESULT_PATH"):
         Path(env["SEAWAY_TRAIN_RESULT_PATH"]).write_text(doc.to_json(indent=2) + "\n")
-    termination = Path(env.get("SEAWAY_TRAIN_TERMINATION_LOG", "/dev/termination-log"))
-    if termination.parent.is_dir():
-        termination.write_text(message + "\n")
+    if env.get("SEAWAY_TRAIN_TERMINATION_LOG"):  # set in the operator's Job only
+        Path(env["SEAWAY_TRAIN_TERMINATION_LOG"]).write_text(message + "\n")
     sys.stdout.write(doc.to_json() + "\n")
 
 

@@ -106,3 +106,32 @@ def test_a_swapped_incumbent_is_refused(tmp_path: Path, incumbent: Path) -> None
     code, _, termination = run_as_operator(env, tmp_path)
     assert code != 0
     assert "digest mismatch" in termination
+
+
+@pytest.mark.parametrize("argv", [
+    [],  # no settings at all: refused before they parse
+    ["--dataset-uri", "file:///nonexistent/d.csv", "--target", "y", "--output-uri",
+     "file:///nonexistent/out/"],  # parsed settings, a failed run
+])
+def test_run_by_hand_writes_no_termination_log(argv: list[str], tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the operator's Job says where the termination message goes; a local run (as root,
+    where /dev is writable) leaves /dev/termination-log alone."""
+    from click.testing import CliRunner
+
+    from seaway_serving.trainer import main as trainer_main
+
+    written: list[str] = []
+    real = Path.write_text
+
+    def spy(self: Path, *args: Any, **kwargs: Any) -> int:
+        written.append(str(self))
+        return 0 if str(self).startswith("/dev/") else real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", spy)
+    env = {k: None for k in os.environ if k.startswith("SEAWAY_")}
+    env["SEAWAY_TRAIN_WORK_DIR"] = str(tmp_path / "work")
+    result = CliRunner().invoke(trainer_main.main, argv, env=env)
+    assert result.exit_code in (2, 3), result.output
+    assert not [p for p in written if "termination" in p], written
+    assert TrainSettings.model_fields["termination_log"].default is None

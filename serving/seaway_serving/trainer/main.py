@@ -29,15 +29,19 @@ from seaway_serving.trainer.settings import ENV_PREFIX, TrainSettings
 log = progress.log
 
 
-def write_termination_message(path: Path, message: str) -> None:
-    """Best effort: the file exists only in a pod; elsewhere its directory usually does not."""
-    if not path.parent.is_dir():
+def write_termination_message(path: Path | None, message: str) -> None:
+    """Best effort, and only where told: the operator's Job sets SEAWAY_TRAIN_TERMINATION_LOG.
+
+    Never by default: run by hand as root, ``/dev/termination-log`` would be created on the host.
+    """
+    if path is None or not path.parent.is_dir():
         return
     with contextlib.suppress(OSError):
         path.write_text(message + "\n", encoding="utf-8")
 
 
-def emit(result: results.TrainResult, result_path: Path | None, termination_log: Path) -> None:
+def emit(result: results.TrainResult, result_path: Path | None,
+         termination_log: Path | None) -> None:
     """Hand the result over: the file, the termination message, then stdout's last line."""
     text = result.to_json()
     if result_path is not None:
@@ -157,10 +161,10 @@ def main(**options: Any) -> None:
         progress.configure("INFO", "text")
         log.error("Failed: %s", message)
         # the settings did not parse, so read where the result goes straight from the env
-        termination = os.environ.get(f"{ENV_PREFIX}TERMINATION_LOG") or "/dev/termination-log"
+        termination = os.environ.get(f"{ENV_PREFIX}TERMINATION_LOG")
         result_path = options.get("result_path") or os.environ.get(f"{ENV_PREFIX}RESULT_PATH")
         emit(failed("InvalidSettings", message, 2), Path(result_path) if result_path else None,
-             Path(termination))
+             Path(termination) if termination else None)
         sys.exit(2)
     progress.configure(settings.log_level, settings.log_format)
     sys.exit(run(settings))

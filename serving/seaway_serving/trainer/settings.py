@@ -96,7 +96,9 @@ class TrainSettings(BaseSettings):
     bundle_format: Literal["sklearn-joblib", "skops"] = "sklearn-joblib"
     code_version: str | None = Field(None, description="Training code version for the manifest")
     result_path: Path | None = Field(None, description="Where to write the result JSON")
-    termination_log: Path = Path("/dev/termination-log")
+    termination_log: Path | None = Field(
+        None, description="Where the one-line outcome is written (the operator's Job: "
+                          "/dev/termination-log); unset: nowhere")
 
     # -- the process
     work_dir: Path = Path("/tmp/seaway-train")
