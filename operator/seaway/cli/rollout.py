@@ -77,12 +77,71 @@ def _patch(
         raise click.ClickException(exc.message) from exc
 
 
+KIND_PREFIXES = {
+    "md": "ModelDeployment",
+    "modeldeployment": "ModelDeployment",
+    "modeldeployments": "ModelDeployment",
+    "rj": "RetrainJob",
+    "retrainjob": "RetrainJob",
+    "retrainjobs": "RetrainJob",
+}
+
+
+def _kind_and_name(arg: str) -> tuple[str | None, str]:
+    """``rj/churn`` -> (RetrainJob, churn); a bare name leaves the kind open."""
+    prefix, sep, rest = arg.partition("/")
+    if not sep:
+        return None, arg
+    kind = KIND_PREFIXES.get(prefix.lower().split(".", 1)[0])
+    if kind is None or not rest:
+        raise click.BadParameter(
+            f"{arg!r}: use NAME, md/NAME or rj/NAME", param_hint="NAME"
+        )
+    return kind, rest
+
+
+def _events(kube: Any, ns: str, kind: str, name: str) -> None:
+    events = kube.list("Event", ns)
+    mine = [
+        e
+        for e in events
+        if e.get("involvedObject", {}).get("name") == name
+        and e.get("involvedObject", {}).get("kind") == kind
+    ]
+    mine.sort(key=lambda e: e.get("eventTime") or e.get("lastTimestamp") or "")
+    if mine:
+        click.echo("Events:")
+        for e in mine[-8:]:
+            click.echo(f"  {e.get('type', ''):<8} {e.get('reason', ''):<20} {e.get('message', '')}")
+
+
 @click.command()
 @click.argument("name")
 @_common
 def status(name: str, namespace: str | None, kubeconfig: str | None) -> None:
-    """A readable summary: revisions, weights, conditions, last events."""
+    """A readable summary of a ModelDeployment or a RetrainJob (NAME, md/NAME or rj/NAME).
+
+    A bare NAME is a ModelDeployment, or else a RetrainJob of that name.
+    """
+    from seaway.api.modeldeployment import RevisionStatus
+    from seaway.api.retrainjob import RetrainJob
+    from seaway.planning import commands
+
+    kind, name = _kind_and_name(name)
     kube, ns = _connect(kubeconfig, namespace)
+    if kind is None:
+        if _maybe(kube, ns, name, "ModelDeployment") is not None:
+            kind = "ModelDeployment"
+        elif _maybe(kube, ns, name, "RetrainJob") is not None:
+            kind = "RetrainJob"
+        else:
+            raise click.ClickException(f"no ModelDeployment or RetrainJob {name} in namespace {ns}")
+    if kind == "RetrainJob":
+        rj = RetrainJob.parse(_read(kube, ns, name, "RetrainJob"))
+        for line in commands.retrainjob_lines(rj):
+            click.echo(line)
+        _events(kube, ns, "RetrainJob", name)
+        return
     body = _read(kube, ns, name)
     st = body.get("status", {})
     click.echo(
@@ -104,20 +163,20 @@ def status(name: str, namespace: str | None, kubeconfig: str | None) -> None:
         click.echo(f"  {c['type']:<12} {c['status']:<8} {c['reason']:<26} {c.get('message', '')}")
     click.echo("Revisions:")
     for r in st.get("revisions", [])[-5:]:
-        reason = f" ({r['reason']})" if r.get("reason") else ""
+        shown = commands.revision_reason(RevisionStatus.model_validate(r))
+        reason = f" ({shown})" if shown else ""
         click.echo(f"  r{r['number']:<4} {r['fate']:<11}{reason} {r.get('modelURI', '')}")
-    events = kube.list("Event", ns)
-    mine = [
-        e
-        for e in events
-        if e.get("involvedObject", {}).get("name") == name
-        and e.get("involvedObject", {}).get("kind") == "ModelDeployment"
-    ]
-    mine.sort(key=lambda e: e.get("eventTime") or e.get("lastTimestamp") or "")
-    if mine:
-        click.echo("Events:")
-        for e in mine[-8:]:
-            click.echo(f"  {e.get('type', ''):<8} {e.get('reason', ''):<20} {e.get('message', '')}")
+    _events(kube, ns, "ModelDeployment", name)
+
+
+def _maybe(kube: Any, ns: str, name: str, kind: str) -> dict[str, Any] | None:
+    from seaway.k8s.kube import KubeError
+
+    try:
+        found: dict[str, Any] | None = kube.get(kind, ns, name)
+    except KubeError as exc:
+        raise click.ClickException(f"cannot read {kind} {ns}/{name}: {exc.message}") from exc
+    return found
 
 
 @click.command()
@@ -125,12 +184,16 @@ def status(name: str, namespace: str | None, kubeconfig: str | None) -> None:
 @_common
 def history(name: str, namespace: str | None, kubeconfig: str | None) -> None:
     """Every revision still in history, newest last."""
+    from seaway.api.modeldeployment import RevisionStatus
+    from seaway.planning import commands
+
     kube, ns = _connect(kubeconfig, namespace)
     st = _read(kube, ns, name).get("status", {})
     click.echo(f"{'REVISION':<9} {'FATE':<11} {'REASON':<26} {'CREATED':<21} {'BY':<24} MODEL")
     for r in st.get("revisions", []):
+        reason = commands.revision_reason(RevisionStatus.model_validate(r))
         click.echo(
-            f"{r['number']:<9} {r['fate']:<11} {r.get('reason') or '-':<26}"
+            f"{r['number']:<9} {r['fate']:<11} {reason or '-':<26}"
             f" {r.get('createdAt', ''):<21}"
             f" {r.get('createdBy', ''):<24} {r.get('modelURI', '')} {r.get('digest') or ''}"
         )
@@ -141,9 +204,18 @@ def history(name: str, namespace: str | None, kubeconfig: str | None) -> None:
 @click.option("--full", is_flag=True, help="Skip every remaining step.")
 @_common
 def promote(name: str, full: bool, namespace: str | None, kubeconfig: str | None) -> None:
-    """Advance the canary one step (spec.actions.promote), or all the way (--full)."""
+    """Advance the canary one step (spec.actions.promote), or all the way (--full).
+
+    Refused, with the reason, when it could not take effect now (no canary, paused, pods not
+    ready, the analysis holding the step): the operator would consume the command unused.
+    """
+    from seaway.api.modeldeployment import ModelDeployment
+    from seaway.planning import commands
+
     kube, ns = _connect(kubeconfig, namespace)
-    _read(kube, ns, name)
+    blocker = commands.promote_blocker(ModelDeployment.parse(_read(kube, ns, name)), full=full)
+    if blocker is not None:
+        raise click.ClickException(f"cannot promote: {blocker}")
     field = "promoteFull" if full else "promote"
     _patch(kube, ns, name, {"spec": {"actions": {field: _token()}}})
     click.echo(
