@@ -50,7 +50,9 @@ def fetch_and_load(settings: ServingSettings, work_dir: Path) -> LoadedModel:
     limits = sources.Limits(max_bytes=settings.max_bundle_bytes,
                             timeout_s=settings.fetch_timeout_s)
     bundle_dir = sources.materialize(settings.bundle, work_dir, limits)
-    log.info("Fetched bundle", extra={"bundle": settings.bundle, "dir": str(bundle_dir)})
+    # never the query string (a presigned URL's signature) or user info: use a secretRef
+    log.info("Fetched bundle", extra={"bundle": sources._redact(settings.bundle),
+                                      "dir": str(bundle_dir)})
     policy = Policy(max_bytes=settings.max_bundle_bytes, pinned_digest=settings.model_digest,
                     allow_unverified=settings.allow_unverified,
                     trusted_types=tuple(settings.trusted_types),

@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import http.client
 import json
 import os
 import shutil
@@ -272,22 +273,22 @@ class _SameOriginRedirects(urllib.request.HTTPRedirectHandler):
     """
 
     def redirect_request(self, req: urllib.request.Request, fp: IO[bytes], code: int,
-                         msg: str, headers: Mapping[str, str],
+                         msg: str, headers: http.client.HTTPMessage,
                          newurl: str) -> urllib.request.Request | None:
         if _origin(newurl) != _origin(req.full_url):
             what = ("from https to http" if urllib.parse.urlsplit(req.full_url).scheme == "https"
                     and urllib.parse.urlsplit(newurl).scheme == "http" else "to another origin")
             raise FetchFailed(f"{_redact(req.full_url)} redirected {what} ({_redact(newurl)});"
                               " not followed, so no credentials go with it")
-        return super().redirect_request(req, fp, code, msg, headers, newurl)  # type: ignore[arg-type]
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
 _OPENER = urllib.request.build_opener(_SameOriginRedirects)
 
 
-def open_url(request: urllib.request.Request, *, timeout: float) -> IO[bytes]:
+def open_url(request: urllib.request.Request, *, timeout: float) -> http.client.HTTPResponse:
     """``urlopen`` for every store request: redirects only within the same origin."""
-    response: IO[bytes] = _OPENER.open(request, timeout=timeout)
+    response: http.client.HTTPResponse = _OPENER.open(request, timeout=timeout)
     return response
 
 

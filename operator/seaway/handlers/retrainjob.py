@@ -72,8 +72,13 @@ def incumbent_of(kube: Kube, namespace: str, md_name: str) -> tuple[bool, retrai
         return True, None
     secret = md.spec.model.secret_ref.name if md.spec.model.secret_ref else None
     allow = stable.digest is None and bool(md.spec.model.allow_unverified)
+    # status keeps the URI redacted; the spec's own URI, when it is that one, still works
+    uri = stable.model_uri
+    written = md.spec.model.uri
+    if written is not None and revisions.redact_uri(written) == uri:
+        uri = written
     return True, retrain.Incumbent(
-        uri=stable.model_uri, digest=stable.digest, secret=secret, allow_unverified=allow
+        uri=uri, digest=stable.digest, secret=secret, allow_unverified=allow
     )
 
 

@@ -35,6 +35,25 @@ def resolve_model(spec: ModelDeploymentSpec) -> ResolvedModel | None:
     )
 
 
+def redact_uri(uri: str) -> str:
+    """``uri`` without user info, query string and fragment, for status, Events and logs.
+
+    A presigned URL carries its signature and session token in the query; ``user:password@``
+    carries a password. Status is readable by everyone who may read the ModelDeployment, so
+    neither is stored there (credentials belong in ``model.secretRef``). The Pod still gets the
+    URI as written. Pure string work: this layer imports no URL library.
+    """
+    scheme, sep, rest = uri.partition("://")
+    if not sep:
+        scheme, rest = "", uri
+    for mark in ("?", "#"):
+        rest = rest.partition(mark)[0]
+    if sep:
+        authority, slash, path = rest.partition("/")
+        rest = authority.rpartition("@")[2] + slash + path
+    return f"{scheme}{sep}{rest}"
+
+
 def template_hash(model: ResolvedModel, server: Server) -> str:
     """A short, stable hash of everything that makes a revision's Pods what they are.
 
@@ -90,7 +109,7 @@ def ensure_revision(
     created = RevisionStatus(
         number=next_number(revisions, floor),
         template_hash=hash_,
-        model_uri=model.uri,
+        model_uri=redact_uri(model.uri),
         digest=model.digest,
         format=model.format,
         image=server.image,

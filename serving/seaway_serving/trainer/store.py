@@ -182,7 +182,7 @@ def _put(url: str, data: bytes, store: sources._S3Getter, limits: sources.Limits
         else:
             req.add_header("x-amz-content-sha256", payload)
         try:
-            with urllib.request.urlopen(req, timeout=limits.timeout_s) as resp:
+            with sources.open_url(req, timeout=limits.timeout_s) as resp:
                 resp.read()
             return
         except urllib.error.HTTPError as exc:
@@ -194,6 +194,8 @@ def _put(url: str, data: bytes, store: sources._S3Getter, limits: sources.Limits
             if attempt == limits.attempts:
                 reason = getattr(exc, "reason", exc)
                 raise OutputFailed(f"could not write {sources._redact(url)}: {reason}") from None
+        except serving_errors.StartupError as exc:  # a redirect to another origin
+            raise OutputFailed(str(exc)) from None
         time.sleep(delay)
         delay *= 2
 
