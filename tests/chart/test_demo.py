@@ -50,3 +50,18 @@ def test_make_demo_runs_to_completion(control_plane: localplane.Plane) -> None:
     finally:
         localplane.stop(run_dir)
         shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def test_crds_of_cluster_up_show_no_difference(
+    control_plane: localplane.Plane, seaway_crds: list[str]
+) -> None:
+    """What the demo's step 2 relies on: after the CRDs are installed, `kubectl diff` of the
+    chart's copies finds nothing, so the demo installs nothing a second time."""
+    from seaway.cli import demo
+
+    for path in sorted(demo.CRDS.glob("*.yaml")):
+        result = control_plane.kubectl(
+            "diff", "--server-side", "--force-conflicts", "--field-manager=seaway-localplane",
+            "-f", str(path), check=False,
+        )  # fmt: skip
+        assert not demo.crds_outdated(result.returncode, result.stderr), result.stdout

@@ -2,7 +2,8 @@
 automatic revert, narrated on the embedded local control plane.
 
 It drives the cluster only the way a user would: ``seaway cluster up`` (the plane and the
-operator), ``kubectl apply`` of the chart's CRDs and of the GitOps example folder, ``kubectl
+operator and the chart's CRDs, only re-applied by ``kubectl apply`` when ``kubectl diff`` finds
+them outdated), ``kubectl apply`` of the GitOps example folder, ``kubectl
 patch`` of the model, and reads the ModelDeployment back as ``kubectl get md`` shows it. It leaves
 the cluster up and says how to look around and how to stop it.
 
@@ -33,7 +34,6 @@ NAME = "churn"
 ROOT = Path(__file__).resolve().parents[3]
 APP = ROOT / "examples" / "gitops" / "apps" / "ml"
 CRDS = ROOT / "charts" / "seaway" / "files" / "crds"
-POLICY = "seaway.dev_approval-policy.yaml"
 NOT_READY = {config.NOT_READY_LABEL: "true"}
 COLUMNS = ("NAME", "STABLE", "CANARY", "WEIGHT", "READY", "REASON", "AGE")
 WIDTHS = (8, 8, 8, 8, 7, 26, 5)
@@ -104,22 +104,33 @@ class Demo:
 
     # -- the story -------------------------------------------------------------------------
     def install_crds(self) -> None:
+        """Show that `seaway cluster up` installed the chart's CRDs; apply only outdated ones.
+
+        `kubectl diff` decides, so a cluster started from this clone gets nothing installed twice
+        and one left up from an older clone is brought up to date.
+        """
         self.act(
             2,
-            "Installing the chart's CRDs",
+            "The chart's CRDs, installed by `seaway cluster up`",
             "The same files the Helm chart renders (charts/seaway/files/crds), generated from\n"
             "the API's pydantic models: ModelDeployment (md), RetrainJob (rj), and the policy\n"
-            "that makes a retrain approval name its author.",
+            "that makes a retrain approval name its author. `kubectl diff` shows whether the\n"
+            "cluster has them as they are in this clone; only a differing one is applied.",
         )
         for path in sorted(CRDS.glob("*.yaml")):
+            self.shell(f"kubectl diff --server-side -f {path.relative_to(ROOT)}")
+            result = self.plane.kubectl(
+                "diff", "--server-side", "--force-conflicts", "--field-manager=seaway-localplane",
+                "-f", str(path), check=False,
+            )  # fmt: skip
+            if not crds_outdated(result.returncode, result.stderr):
+                self.say("    (no difference: installed by seaway cluster up)")
+                continue
             self.shell(f"kubectl apply --server-side -f {path.relative_to(ROOT)}")
-            if path.name == POLICY:
-                self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
-            else:
-                try:
-                    self.plane.install_crds(path)
-                except plane.PlaneError as exc:
-                    raise click.ClickException(exc.one_line()) from None
+            try:
+                self.plane.install_crds(path)
+            except plane.PlaneError as exc:
+                raise click.ClickException(exc.one_line()) from None
         self.pause()
 
     def first_revision(self) -> None:
@@ -256,6 +267,15 @@ def get_md_row(body: dict[str, Any]) -> tuple[str, ...]:
         text(ready.get("status")),
         text(ready.get("reason")),
         age,
+    )
+
+
+def crds_outdated(diff_returncode: int, stderr: str) -> bool:
+    """`kubectl diff`: 0 no difference, 1 a difference; anything else is an error to report."""
+    if diff_returncode in (0, 1):
+        return diff_returncode == 1
+    raise click.ClickException(
+        f"kubectl diff failed: {' '.join(stderr.split())[:300] or diff_returncode}"
     )
 
 
