@@ -11,6 +11,13 @@ expressible in JSON::
 
 Any JSON object whose keys are ``importPath`` and optionally ``params`` is such an estimator; any
 other value is passed to the constructor as it is.
+
+The prefix of the path is not enough: a path is a chain of attributes, and
+``sklearn.datasets._base.gzip.GzipFile`` starts with ``sklearn.`` yet names the standard
+library's file class, whose constructor truncates any file the pod may write. So the class the
+path resolves to must itself be defined in an allowed module, and be a scikit-learn estimator
+(a subclass of ``sklearn.base.BaseEstimator``, as xgboost's and lightgbm's are too), before it is
+called.
 """
 
 from __future__ import annotations
@@ -61,9 +68,24 @@ def resolve(path: str, prefixes: Sequence[str]) -> type:
             break
         if not isinstance(obj, type):
             raise InvalidSettings(f"{path} is not a class (an estimator class is needed)")
+        check_class(path, obj, prefixes)
         return obj
     raise InvalidSettings(f"cannot import {path}: no such "
                           f"{'name in module ' + module.__name__ if module else 'module'}")
+
+
+def check_class(path: str, cls: type, prefixes: Sequence[str]) -> None:
+    """Refuse a class defined outside the allowed modules, or one that is not an estimator."""
+    own = f"{cls.__module__}.{cls.__qualname__}"
+    if not allowed(own, prefixes):
+        raise InvalidSettings(f"estimator import path {path!r} resolves to {own}, which is not "
+                              f"defined under {' or '.join(prefixes)} "
+                              "(SEAWAY_TRAIN_ALLOWED_IMPORT_PREFIXES)")
+    from sklearn.base import BaseEstimator  # the trainer's image has it; importing is slow
+
+    if not issubclass(cls, BaseEstimator):
+        raise InvalidSettings(f"{path} is not a scikit-learn estimator (not a subclass of "
+                              "sklearn.base.BaseEstimator)")
 
 
 def _build(value: Any, prefixes: Sequence[str], where: str) -> Any:
