@@ -1,0 +1,357 @@
+"""A real node on the local plane: Seaway's model server runs in a real container, under the
+chart's restricted security context, and answers predictions; Services, cluster DNS, readiness
+probes and ``kubectl logs``/``exec`` work; ``seaway cluster down`` leaves the host as it was.
+
+The tests run in file order on one cluster (fixtures in conftest.py); the last one stops it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from seaway import __version__
+from seaway.localplane import nodeconfig, processes
+from tests.realnode.conftest import NAME, RealCluster
+from tests.realnode.hostview import HostView
+
+NAMESPACE = "rn"
+SERVER_IMAGE = f"ghcr.io/seaway-dev/seaway-server:{__version__}"
+MODEL = "iris"
+RESTRICTED_POD = {
+    "runAsNonRoot": True,
+    "runAsUser": 10001,
+    "runAsGroup": 10001,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+RESTRICTED_CONTAINER = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+NODE_COMPONENTS = ["containerd", "kubelet", "kube-proxy", "coredns"]
+
+
+@pytest.fixture(scope="module")
+def model_dir() -> Iterator[tuple[Path, Any, np.ndarray]]:
+    """A bundle of a fitted LogisticRegression, readable by the server's uid 10001 (hostPath)."""
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    from seaway_serving import bundle
+
+    x, y = load_iris(return_X_y=True)
+    estimator = LogisticRegression(max_iter=1000).fit(x, y)
+    root = Path(tempfile.mkdtemp(prefix="seaway-rn-model-", dir="/tmp"))
+    try:
+        bundle.create_from_estimator(estimator, root / MODEL, name=MODEL, data=x)
+        for path in [root, *root.rglob("*")]:
+            mode = 0o755 if path.is_dir() else 0o644
+            path.chmod(mode)
+        rows = x[::15]
+        yield root / MODEL, estimator, rows
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def cluster(real_cluster: RealCluster) -> RealCluster:
+    if real_cluster.is_down:
+        pytest.fail("the session's real node was already stopped", pytrace=False)
+    real_cluster.kubectl("create", "namespace", NAMESPACE, check=False)
+    return real_cluster
+
+
+def pod_ready(pod: dict[str, Any]) -> bool:
+    conditions = pod.get("status", {}).get("conditions") or []
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+def pods(cluster: RealCluster, selector: str) -> list[dict[str, Any]]:
+    out = cluster.kubectl("get", "pods", "-n", NAMESPACE, "-l", selector, "-o", "json").stdout
+    items: list[dict[str, Any]] = json.loads(out)["items"]
+    return items
+
+
+def server_deployment(bundle_dir: Path, digest: str | None) -> dict[str, Any]:
+    env = [
+        {"name": "SEAWAY_BUNDLE", "value": "/models/iris"},
+        {"name": "SEAWAY_MODEL_NAME", "value": MODEL},
+    ]
+    if digest:
+        env.append({"name": "SEAWAY_MODEL_DIGEST", "value": digest})
+    labels = {"app": "server"}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "server", "namespace": NAMESPACE},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "securityContext": RESTRICTED_POD,
+                    "containers": [
+                        {
+                            "name": "server",
+                            "image": SERVER_IMAGE,
+                            "imagePullPolicy": "IfNotPresent",
+                            "command": ["seaway-serve"],
+                            "env": env,
+                            "ports": [{"name": "http", "containerPort": 8080}],
+                            "readinessProbe": {
+                                "httpGet": {"path": "/v2/health/ready", "port": "http"},
+                                "periodSeconds": 1,
+                            },
+                            "securityContext": RESTRICTED_CONTAINER,
+                            "volumeMounts": [
+                                {"name": "tmp", "mountPath": "/tmp"},
+                                {"name": "models", "mountPath": "/models/iris", "readOnly": True},
+                            ],
+                        }
+                    ],
+                    "volumes": [
+                        {"name": "tmp", "emptyDir": {}},
+                        {
+                            "name": "models",
+                            "hostPath": {"path": str(bundle_dir), "type": "Directory"},
+                        },
+                    ],
+                },
+            },
+        },
+    }
+
+
+def service(name: str, selector: dict[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {"selector": selector, "ports": [{"port": 8080, "targetPort": 8080}]},
+    }
+
+
+def bare_pod(name: str, command: list[str], **container: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": NAMESPACE, "labels": {"app": name}},
+        "spec": {
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": False,
+            "securityContext": RESTRICTED_POD,
+            "containers": [
+                {
+                    "name": "main",
+                    "image": SERVER_IMAGE,
+                    "imagePullPolicy": "IfNotPresent",
+                    "command": command,
+                    "securityContext": RESTRICTED_CONTAINER,
+                    **container,
+                }
+            ],
+        },
+    }
+
+
+def post_json(url: str, body: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        result: dict[str, Any] = json.loads(response.read())
+        return result
+
+
+# -- the tests, in order -----------------------------------------------------------------------
+
+
+def test_up_reports_the_real_node_ready(cluster: RealCluster) -> None:
+    assert "Mode: real node (--real-node)" in cluster.up_output
+    assert f"node {nodeconfig.NODE_NAME} Ready" in cluster.up_output
+    print(f"\n  seaway cluster up --real-node: {cluster.up_seconds:.1f}s")
+    nodes = json.loads(cluster.kubectl("get", "nodes", "-o", "json").stdout)["items"]
+    assert [n["metadata"]["name"] for n in nodes] == [nodeconfig.NODE_NAME], (
+        "no simulated node receives workloads in this mode"
+    )
+    (node,) = nodes
+    assert pod_ready({"status": node["status"]})
+    assert not node["spec"].get("taints")
+    info = node["status"]["nodeInfo"]
+    assert info["containerRuntimeVersion"].startswith("containerd://2."), info
+    assert info["kubeletVersion"].startswith("v1.35")
+    addresses = {a["type"]: a["address"] for a in node["status"]["addresses"]}
+    assert addresses["InternalIP"] == nodeconfig.GATEWAY
+
+    status = cluster.seaway("cluster", "status", "--name", NAME)
+    assert status.returncode == 0, status.stderr
+    assert f"Node {nodeconfig.NODE_NAME}: Ready" in status.stderr
+    state = processes.read_state(cluster.run_dir / "state.json")
+    assert state is not None
+    names = [c.name for c in state[1]]
+    assert names[-4:] == NODE_COMPONENTS
+    assert "kwok" not in names
+    assert all(processes.is_alive(c) for c in state[1])
+
+
+def test_the_model_server_image_runs_restricted_and_predicts_like_scikit_learn(
+    cluster: RealCluster, model_dir: tuple[Path, Any, np.ndarray], eventually: Callable[..., Any]
+) -> None:
+    bundle_dir, estimator, rows = model_dir
+    manifest = json.loads((bundle_dir / "manifest.json").read_text())
+    began = time.monotonic()
+    cluster.apply(server_deployment(bundle_dir, manifest.get("sha256")),
+                  service("server", {"app": "server"}))  # fmt: skip
+
+    def ready_pod() -> dict[str, Any]:
+        (pod,) = pods(cluster, "app=server")
+        assert pod_ready(pod), pod.get("status", {}).get("conditions")
+        return pod
+
+    pod = eventually(ready_pod, timeout=120, what="the model server Pod Ready")
+    cluster.timings["server pod ready"] = time.monotonic() - began
+    print(f"\n  model server Pod Ready {cluster.timings['server pod ready']:.1f}s after apply")
+    assert pod["spec"]["nodeName"] == nodeconfig.NODE_NAME
+    container = pod["status"]["containerStatuses"][0]
+    assert container["ready"] is True
+    assert container["restartCount"] == 0
+    assert container["imageID"], "the image came from the node's containerd"
+
+    pod_ip = pod["status"]["podIP"]
+    assert pod_ip.startswith("10.88."), pod_ip
+    result = post_json(
+        f"http://{pod_ip}:8080/v2/models/{MODEL}/infer",
+        {"inputs": [{"name": "input-0", "datatype": "FP64", "shape": list(rows.shape),
+                     "data": rows.ravel().tolist()}]},
+    )  # fmt: skip
+    (output,) = [o for o in result["outputs"] if o["name"] == "predict"]
+    assert output["data"] == estimator.predict(rows).tolist()
+    assert result["model_name"] == MODEL
+
+
+def test_kubectl_logs_shows_the_servers_json_log_and_exec_runs_in_the_container(
+    cluster: RealCluster,
+) -> None:
+    (pod,) = pods(cluster, "app=server")
+    name = pod["metadata"]["name"]
+    logs = cluster.kubectl("logs", "-n", NAMESPACE, name).stdout
+    records = [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
+    assert records, logs[-2000:]
+    assert all({"ts", "level", "msg"} <= set(r) for r in records)
+    assert any(r.get("model") == MODEL for r in records), records
+    whoami = cluster.kubectl("exec", "-n", NAMESPACE, name, "--", "id", "-u").stdout.strip()
+    assert whoami == "10001"
+
+
+def test_a_service_and_its_dns_name_answer_from_another_pod(
+    cluster: RealCluster, eventually: Callable[..., Any]
+) -> None:
+    cluster_ip = cluster.get("service", "server", NAMESPACE)["spec"]["clusterIP"]
+    script = (
+        "import sys, urllib.request\n"
+        "for url in sys.argv[1:]:\n"
+        "    with urllib.request.urlopen(url, timeout=10) as r:\n"
+        "        print(url, r.status, r.read().decode())\n"
+    )
+    urls = [
+        f"http://{cluster_ip}:8080/v2/health/ready",
+        f"http://server.{NAMESPACE}.svc:8080/v2/health/ready",
+        f"http://server.{NAMESPACE}.svc.cluster.local:8080/v2/models/{MODEL}",
+    ]
+    cluster.apply(bare_pod("client", ["python", "-c", script, *urls]))
+
+    def finished() -> dict[str, Any]:
+        pod = cluster.get("pod", "client", NAMESPACE)
+        assert pod["status"].get("phase") in ("Succeeded", "Failed"), pod["status"].get("phase")
+        return pod
+
+    pod = eventually(finished, timeout=90, what="the client Pod to finish")
+    logs = cluster.kubectl("logs", "-n", NAMESPACE, "client").stdout
+    assert pod["status"]["phase"] == "Succeeded", logs
+    for url in urls:
+        assert f"{url} 200" in logs, logs
+    # And the ClusterIP from the host, through kube-proxy's rules.
+    with urllib.request.urlopen(f"http://{cluster_ip}:8080/v2/health/ready", timeout=10) as r:
+        assert r.status == 200
+
+
+def test_a_pod_whose_readiness_probe_fails_stays_not_ready(
+    cluster: RealCluster, eventually: Callable[..., Any]
+) -> None:
+    cluster.apply(
+        bare_pod(
+            "never-ready",
+            ["python", "-m", "http.server", "8080", "--directory", "/"],
+            readinessProbe={"httpGet": {"path": "/no-such-page", "port": 8080},
+                            "periodSeconds": 1},
+        )
+    )  # fmt: skip
+
+    def running() -> dict[str, Any]:
+        pod = cluster.get("pod", "never-ready", NAMESPACE)
+        state = (pod["status"].get("containerStatuses") or [{}])[0].get("state", {})
+        assert "running" in state, state
+        return pod
+
+    eventually(running, timeout=60, what="never-ready running")
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        pod = cluster.get("pod", "never-ready", NAMESPACE)
+        assert pod["status"]["phase"] == "Running"
+        assert not pod_ready(pod)
+        time.sleep(0.5)
+    events = cluster.kubectl(
+        "get", "events", "-n", NAMESPACE, "--field-selector", "involvedObject.name=never-ready",
+        "-o", "json",
+    ).stdout  # fmt: skip
+    messages = [e["message"] for e in json.loads(events)["items"] if e["reason"] == "Unhealthy"]
+    assert any("statuscode: 404" in m for m in messages), messages
+
+
+def test_a_second_real_node_is_refused_and_nothing_is_started(cluster: RealCluster) -> None:
+    other = cluster.seaway("cluster", "up", "--real-node", "--name", "rn-other", "--no-operator")
+    assert other.returncode == 1
+    assert "Traceback" not in other.stderr
+    errors = [line for line in other.stderr.splitlines() if line.startswith("Error:")]
+    assert errors == [
+        f"Error: another real node runs on this host: cluster {NAME} (run dir {cluster.run_dir}); "
+        "only one can (stop it with `seaway cluster down`, or use --simulated)"
+    ]
+    other_dir = cluster.run_dir.parent / "rn-other"
+    assert not (other_dir / "state.json").exists()
+
+
+def test_down_leaves_the_host_as_it_was(cluster: RealCluster) -> None:
+    state = processes.read_state(cluster.run_dir / "state.json")
+    assert state is not None
+    components = state[1]
+    began = time.monotonic()
+    down = cluster.down()
+    print(f"\n  seaway cluster down: {time.monotonic() - began:.1f}s")
+    assert down.returncode == 0, down.stderr
+    assert "Could not undo" not in down.stderr, down.stderr
+    assert not [c for c in components if processes.is_alive(c)]
+    after = HostView.capture(cluster.run_dir, cluster.node_dir)
+    differences = cluster.before.differences(after)
+    assert differences == {}, "\n".join(f"{k}: {v}" for k, v in differences.items())
+    assert not (cluster.run_dir / "node").exists(), "the node's files are removed"
+    assert not nodeconfig.LOCK_FILE.exists()
+    assert os.path.exists(cluster.run_dir / "logs" / "kubelet.log"), "logs stay"
+    assert stat.S_ISDIR(os.stat(cluster.run_dir).st_mode)
