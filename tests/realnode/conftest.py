@@ -129,30 +129,43 @@ def _queue() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealCluster]:
+def host_turn() -> Iterator[None]:
+    """This session's turn at the host's one real node (held until the session ends)."""
     if os.geteuid() != 0:
         unavailable("not root")
-    cache = tmp_path_factory.mktemp("rn")
+    with _queue():
+        yield
+
+
+def cli_env(cache: Path, node_dir: Path | None = None) -> dict[str, str]:
+    """The environment of a ``seaway`` command with its own cache directory."""
     env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
     env["SEAWAY_CONTROL_PLANE_BIN"] = str(config.bin_dir(os.environ))
-    env["SEAWAY_NODE_DIR"] = str(nodeconfig.node_dir(os.environ))
+    env["SEAWAY_NODE_DIR"] = str(node_dir or nodeconfig.node_dir(os.environ))
     env["XDG_CACHE_HOME"] = str(cache)
+    return env
+
+
+@pytest.fixture(scope="session")
+def real_cluster(
+    tmp_path_factory: pytest.TempPathFactory, host_turn: None
+) -> Iterator[RealCluster]:
+    env = cli_env(tmp_path_factory.mktemp("rn"))
     run_dir = config.cluster_dir(NAME, env)
-    with _queue():
-        before = HostView.capture(run_dir, Path(env["SEAWAY_NODE_DIR"]))
-        cluster = RealCluster(env, run_dir, Path(env["SEAWAY_NODE_DIR"]), before)
-        began = time.monotonic()
-        up = cluster.seaway("cluster", "up", "--real-node", "--name", NAME, "--no-operator")
-        cluster.up_seconds = time.monotonic() - began
-        cluster.up_output = up.stderr
-        if up.returncode != 0:
-            errors = [line for line in up.stderr.splitlines() if line.startswith("Error:")]
-            unavailable("; ".join(errors) or up.stderr[-2000:])
-        try:
-            yield cluster
-        finally:
-            if not cluster.is_down:
-                cluster.down()
+    before = HostView.capture(run_dir, Path(env["SEAWAY_NODE_DIR"]))
+    cluster = RealCluster(env, run_dir, Path(env["SEAWAY_NODE_DIR"]), before)
+    began = time.monotonic()
+    up = cluster.seaway("cluster", "up", "--real-node", "--name", NAME, "--no-operator")
+    cluster.up_seconds = time.monotonic() - began
+    cluster.up_output = up.stderr
+    if up.returncode != 0:
+        errors = [line for line in up.stderr.splitlines() if line.startswith("Error:")]
+        unavailable("; ".join(errors) or up.stderr[-2000:])
+    try:
+        yield cluster
+    finally:
+        if not cluster.is_down:
+            cluster.down()
 
 
 def _eventually(check: Callable[[], T], *, timeout: float = 60.0, what: str = "") -> T:
