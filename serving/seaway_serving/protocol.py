@@ -30,6 +30,10 @@ NUMERIC_DTYPES: dict[str, np.dtype[Any]] = {
 }
 _ACCEPTED_KINDS = {"BOOL": "b", "FP16": "fiu", "FP32": "fiu", "FP64": "fiu"}
 MAX_DIMS = 8
+#: Bound on each declared dimension and on the product of the non-zero ones. A shape such as
+#: ``[2**62, 2**62, 0]`` holds no values, so it passes every count check, and numpy then fails
+#: to even describe it: refused here, as the client's mistake it is.
+MAX_ELEMENTS = 1 << 31
 
 
 class BadRequest(ValueError):
@@ -41,6 +45,8 @@ class InputSpec:
     feature_names: tuple[str, ...]
     allow_nan: bool
     outputs: tuple[str, ...]
+    #: Rows one request may carry (None: no cap), checked on the declared shape.
+    max_rows: int | None = None
 
     @property
     def n_features(self) -> int:
@@ -98,7 +104,7 @@ def decode_infer(body: bytes, spec: InputSpec, header_length: int | None = None)
     tensors: list[tuple[str, np.ndarray]] = []
     offset = 0
     for i, item in enumerate(inputs):
-        name, arr, used = _tensor(item, i, binary, offset)
+        name, arr, used = _tensor(item, i, binary, offset, spec.max_rows)
         offset += used
         tensors.append((name, arr))
     if offset != len(binary):
@@ -140,7 +146,8 @@ def _requested_outputs(doc: dict[str, Any], spec: InputSpec) -> tuple[str, ...]:
     return tuple(names) if names else ("predict",)
 
 
-def _tensor(item: Any, i: int, binary: bytes, offset: int) -> tuple[str, np.ndarray, int]:
+def _tensor(item: Any, i: int, binary: bytes, offset: int,
+            max_rows: int | None = None) -> tuple[str, np.ndarray, int]:
     if not isinstance(item, dict):
         raise BadRequest(f"inputs[{i}] must be an object")
     name = item.get("name")
@@ -158,6 +165,12 @@ def _tensor(item: Any, i: int, binary: bytes, offset: int) -> tuple[str, np.ndar
             or not all(type(d) is int and d >= 0 for d in shape)):
         raise BadRequest(f"input {name!r}: 'shape' must be a list of 1 to {MAX_DIMS} "
                          "non-negative integers")
+    if math.prod(d for d in shape if d) > MAX_ELEMENTS:
+        raise BadRequest(f"input {name!r}: shape {shape} declares more than {MAX_ELEMENTS} "
+                         "values")
+    if max_rows is not None and shape[0] > max_rows:
+        raise BadRequest(f"input {name!r}: {shape[0]} rows, over this server's cap of {max_rows}"
+                         " rows per request (SEAWAY_MAX_ROWS_PER_REQUEST); split the request")
     count = math.prod(shape)
     dtype = NUMERIC_DTYPES[datatype]
     params = item.get("parameters")

@@ -14,6 +14,7 @@ import functools
 import http.client
 import http.server
 import io
+import json
 import shutil
 import tarfile
 import threading
@@ -88,7 +89,7 @@ def test_s3_credentials_do_not_follow_a_redirect_to_another_host(
     env = {**KEYS, "SEAWAY_S3_ENDPOINT": f"http://127.0.0.1:{redirecting_store.port}"}
     with pytest.raises(FetchFailed, match="redirected to another origin"):
         sources.materialize("s3://models/churn/", tmp_path, LIMITS, env)
-    (path, headers), = redirecting_store.seen
+    (_, headers), = redirecting_store.seen
     assert headers["authorization"].startswith("AWS4-HMAC-SHA256")  # the store got them
     assert collector.seen == [], "the signed headers went to the redirect's host"
 
@@ -189,3 +190,17 @@ def test_a_presigned_signature_never_reaches_the_log(start_server: Any, web_root
     log = server.log_path.read_text()
     assert "Fetched bundle" in log
     assert "5e1f0c0ffee" not in log
+
+
+def test_huge_declared_shapes_are_a_400_not_a_stack_trace(
+    start_server: Any, logreg_bundle: Path
+) -> None:
+    server = start_server(logreg_bundle).wait_ready()
+    for shape in ([2**62, 2**62, 0], [0, 2**62], [2**40, 2**40, 0, 1]):
+        body = json.dumps({"inputs": [{"name": "x", "shape": shape, "datatype": "FP64",
+                                       "data": []}]}).encode()
+        reply = server.client().post("/v2/models/logreg/infer", body)
+        assert reply.status == 400, (shape, reply.body)
+        assert "declares more than" in reply.json()["error"]
+    assert server.ready_status() == 200
+    assert "Traceback" not in server.log_path.read_text()
