@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -18,15 +19,36 @@ from seaway.k8s import traffic
 from seaway.k8s.kube import APPLIED_HASH, Conflict, Kube, KubeError, Manifest
 from seaway.k8s.kube import stamp as kube_stamp
 from seaway.metrics.prometheus import Prometheus
-from seaway.planning import analysis, children, revisions
+from seaway.planning import analysis, children, refusals, revisions, stalls
 from seaway.planning import experiment as experiments
 from seaway.planning.analysis import Measurement
+from seaway.planning.durations import format_time
 from seaway.planning.experiment import VariantFigures
 from seaway.planning.rollout import Observed, Plan, plan
 
 logger = logging.getLogger(__name__)
 
 MAX_CONFLICT_RETRIES = 8
+
+
+class Stalled(Exception):
+    """A write the API server refuses for a reason retrying does not fix (see planning.stalls)."""
+
+    def __init__(self, stall: stalls.Stall) -> None:
+        super().__init__(stall.message)
+        self.stall = stall
+
+
+@contextlib.contextmanager
+def stalls_on(kind: str, verb: str, namespace: str) -> Iterator[None]:
+    """Turn a 403 or 404 from writing ``kind`` into :class:`Stalled`; anything else passes."""
+    try:
+        yield
+    except KubeError as exc:
+        stall = stalls.from_api_error(kind, verb, exc.status, namespace)
+        if stall is None:
+            raise
+        raise Stalled(stall) from None
 
 
 @dataclass
@@ -113,6 +135,37 @@ def observe(kube: Kube, md: ModelDeployment) -> tuple[dict[int, Observed], dict[
             ready=int(deployment.get("status", {}).get("readyReplicas") or 0)
         )
     return observed, live
+
+
+def explain_refusals(
+    kube: Kube, md: ModelDeployment, result: Plan, observed: dict[int, Observed], now: datetime
+) -> None:
+    """Say in the plan why a rollout cannot progress: a model the server refused, no metrics.
+
+    The Pods are read only while some revision has no ready pod. Reading them is best effort:
+    a missing ``pods`` permission (a trimmed RBAC) only loses the explanation, never the pass.
+    """
+    stalls.explain_analysis(
+        result, md.status, now=format_time(now), generation=md.metadata.generation
+    )
+    if all(o.ready > 0 for o in observed.values()) and result.status.canary_revision is None:
+        return
+    selector = f"{children.MD_LABEL}={md.metadata.name},{children.COMPONENT_LABEL}=model-server"
+    try:
+        pods = kube.list("Pod", md.metadata.namespace, selector)
+    except KubeError as exc:
+        if exc.status != 403:
+            raise
+        logger.debug("Not allowed to list Pods in %s: %s", md.metadata.namespace, exc)
+        return
+    refusals.explain(
+        result,
+        md.status,
+        refusals.from_pods(pods, children.REVISION_LABEL),
+        {n: o.ready for n, o in observed.items()},
+        now=format_time(now),
+        generation=md.metadata.generation,
+    )
 
 
 def prometheus_for(md: ModelDeployment, settings: Settings) -> Prometheus | None:
@@ -297,12 +350,15 @@ def act(
 
     for number, replicas in sorted(result.replicas.items()):
         if replicas > 0:
-            ensure(number, replicas)
+            with stalls_on("Deployment", "apply", ns):
+                ensure(number, replicas)
     if result.weights:
         backend = backend_for(kube, md, settings)
-        if not backend.verify_weights(result.weights, result.mirror):
-            backend.set_weights(result.weights, result.mirror)
-            logger.info("Set weights of %s/%s to %s", ns, name, result.weights)
+        kind = "HTTPRoute" if isinstance(backend, traffic.GatewayRoute) else "router ConfigMap"
+        with stalls_on(kind, "apply", ns):
+            if not backend.verify_weights(result.weights, result.mirror):
+                backend.set_weights(result.weights, result.mirror)
+                logger.info("Set weights of %s/%s to %s", ns, name, result.weights)
     for number, replicas in sorted(result.replicas.items()):
         if replicas == 0 and number in live:
             ensure(number, 0)
@@ -311,6 +367,32 @@ def act(
         for kind in ("Deployment", "Service", "HorizontalPodAutoscaler", "ControllerRevision"):
             kube.delete(kind, ns, child)
         logger.info("Deleted the children of pruned revision %s/%s", ns, child)
+
+
+def hold_stalled(
+    kube: Kube, body: Manifest, md: ModelDeployment, stall: stalls.Stall, now: datetime
+) -> float:
+    """Write why the pass could not be carried out (its plan is dropped), once; retry later."""
+    status, events, changed = stalls.hold(
+        md.status, stall, now=format_time(now), generation=md.metadata.generation
+    )
+    wire = status.to_wire()
+    if wire != body.get("status"):
+        body["status"] = wire
+        try:
+            kube.replace_status("ModelDeployment", body)
+        except Conflict:
+            return 1.0  # changed meanwhile: the next pass says it again
+    for event in events:
+        kube.event(body, event.type, event.reason, event.message)
+    if changed:
+        logger.warning(
+            "ModelDeployment %s/%s cannot progress: %s",
+            md.metadata.namespace,
+            md.metadata.name,
+            stall.message,
+        )
+    return stalls.RETRY_SECONDS
 
 
 def reconcile(kube: Kube, namespace: str, name: str, settings: Settings) -> float | None:
@@ -338,7 +420,11 @@ def reconcile(kube: Kube, namespace: str, name: str, settings: Settings) -> floa
             measurement=measure_if_due(md, settings, now),
             figures=experiment_figures_if_due(md, settings, now),
         )
-        act(kube, md, result, live, settings, model)
+        explain_refusals(kube, md, result, observed, now)
+        try:
+            act(kube, md, result, live, settings, model)
+        except Stalled as stalled:
+            return hold_stalled(kube, body, md, stalled.stall, now)
         status = result.status.to_wire()
         if status != body.get("status"):
             body["status"] = status

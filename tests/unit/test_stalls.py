@@ -1,0 +1,112 @@
+"""No silent stall: a refused write or missing metrics become a condition and ONE Event."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from seaway import conditions
+from seaway.api.modeldeployment import ModelDeploymentSpec, ModelDeploymentStatus
+from seaway.planning import analysis, revisions, rollout, stalls
+from seaway.planning.durations import format_time
+from seaway.planning.rollout import Observed, plan
+
+T0 = datetime(2026, 11, 30, 6, 0, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("kind", "status", "reason", "says"),
+    [
+        ("HTTPRoute", 404, "GatewayAPIMissing", "the Gateway API CRDs are not installed"),
+        ("ServiceMonitor", 404, "ResourceTypeMissing", "the cluster has no ServiceMonitor"),
+        ("Deployment", 403, "Forbidden", "the operator is not allowed to apply Deployment in ml"),
+        ("HTTPRoute", 409, None, None),
+        ("HTTPRoute", 500, None, None),  # an outage: retried, not a stall
+        ("HTTPRoute", 0, None, None),
+    ],
+)
+def test_from_api_error(kind: str, status: int, reason: str | None, says: str | None) -> None:
+    stall = stalls.from_api_error(kind, "apply", status, "ml")
+    if reason is None:
+        assert stall is None
+    else:
+        assert stall is not None and stall.reason == reason
+        assert says is not None and says in stall.message
+
+
+def test_hold_keeps_progress_and_says_it_once() -> None:
+    previous = ModelDeploymentStatus.model_validate(
+        {"stableRevision": 1, "weights": [{"revision": 1, "weight": 100}], "revisions": [
+            {"number": 1, "templateHash": "h", "createdAt": "2026-11-30T00:00:00Z",
+             "fate": "Stable"}]}
+    )  # fmt: skip
+    stall = stalls.from_api_error("HTTPRoute", "apply", 404, "ml")
+    assert stall is not None
+    status, events, changed = stalls.hold(previous, stall, now="2026-11-30T06:00:00Z",
+                                          generation=4)  # fmt: skip
+    assert changed and [e.reason for e in events] == ["GatewayAPIMissing"]
+    ready = conditions.find(status.conditions, conditions.READY)
+    assert ready is not None and (ready.status, ready.reason) == ("False", "GatewayAPIMissing")
+    assert status.stable_revision == 1 and status.weights == previous.weights
+    assert status.observed_generation == 4
+    again, events, changed = stalls.hold(status, stall, now="2026-11-30T06:00:30Z", generation=4)
+    assert not changed and events == []
+    assert again == status  # an identical status: no write either
+
+
+def spec() -> ModelDeploymentSpec:
+    return ModelDeploymentSpec.model_validate({
+        "model": {"uri": "s3://m/model.joblib", "digest": "sha256:" + "1" * 64},
+        "server": {"image": "seaway/server:1", "replicas": 1},
+        "rollout": {"strategy": "Canary", "steps": [{"setWeight": 10}, {"pause": {}}],
+                    "analysis": {"interval": "30s", "maxErrorRatio": "0.01",
+                                 "noDataLimit": 100}},
+    })  # fmt: skip
+
+
+def test_unreachable_metrics_show_in_progressing_once() -> None:
+    s1 = spec()
+    s2 = spec().model_copy(deep=True)
+    s2.model.digest = "sha256:" + "2" * 64
+    status = ModelDeploymentStatus()
+    now = T0
+    events: list[str] = []
+    problem = analysis.Measurement(problem="Prometheus: prometheus.monitoring:9090 could not be"
+                                           " reached")  # fmt: skip
+    for n in range(12):
+        s = s1 if n < 2 else s2
+        now += timedelta(seconds=31)
+        result = plan(s, status, generation=1, model=revisions.resolve_model(s),
+                      observed={1: Observed(ready=1), 2: Observed(ready=1)}, now=now,
+                      measurement=problem if n >= 4 else None)  # fmt: skip
+        confirmed = getattr(rollout, "confirmed", None)  # where the handler stamps starts
+        if confirmed is not None:
+            confirmed(result, now)
+        stalls.explain_analysis(result, status, now=format_time(now), generation=1)
+        status = result.status
+        events += [e.reason for e in result.events]
+    assert status.canary_revision == 2
+    progressing = conditions.find(status.conditions, conditions.PROGRESSING)
+    assert progressing is not None
+    assert (progressing.status, progressing.reason) == ("True", "MetricsUnavailable")
+    assert "prometheus.monitoring:9090 could not be reached" in progressing.message
+    assert "holds the rollout at step 1" in progressing.message
+    assert events.count("MetricsUnavailable") == 1
+
+
+def test_too_few_requests_is_no_stall() -> None:
+    status = ModelDeploymentStatus.model_validate({
+        "stableRevision": 1, "canaryRevision": 2, "currentStepIndex": 1,
+        "analysis": {"revision": 2, "startedAt": "2026-11-30T06:00:00Z", "lastResult": "NoData",
+                     "message": "3 requests < minRequests 100"}})  # fmt: skip
+
+    class Result:
+        def __init__(self, st: Any) -> None:
+            self.status = st
+            self.events: list[Any] = []
+
+    result = Result(status.model_copy(deep=True))
+    stalls.explain_analysis(result, status, now="2026-11-30T06:01:00Z", generation=1)  # type: ignore[arg-type]
+    assert result.events == [] and result.status == status
