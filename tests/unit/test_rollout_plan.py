@@ -10,7 +10,7 @@ import pytest
 from seaway import conditions
 from seaway.api.modeldeployment import ModelDeploymentSpec, ModelDeploymentStatus
 from seaway.planning import revisions
-from seaway.planning.rollout import Observed, Plan, plan
+from seaway.planning.rollout import Observed, Plan, confirmed, plan
 
 T0 = datetime(2026, 11, 25, 10, 0, 0, tzinfo=UTC)
 D1 = "sha256:" + "1" * 64
@@ -49,7 +49,15 @@ class Sim:
         self.events: list[str] = []
         self.pruned: list[int] = []
 
-    def step(self, s: ModelDeploymentSpec, after: float = 0) -> Plan:
+    def step(
+        self,
+        s: ModelDeploymentSpec,
+        after: float = 0,
+        *,
+        stall: float = 0,
+        outages: list[tuple[datetime, datetime]] | None = None,
+    ) -> Plan:
+        """One pass at ``after`` seconds from the last; its writes return ``stall`` s later."""
         self.now += timedelta(seconds=after)
         result = plan(
             s,
@@ -58,7 +66,10 @@ class Sim:
             model=revisions.resolve_model(s),
             observed={n: Observed(ready=r) for n, r in self.ready.items()},
             now=self.now,
+            outages=outages or [],
         )
+        self.now += timedelta(seconds=stall)
+        confirmed(result, self.now)
         self.status = result.status
         self.last = result
         self.events += [e.reason for e in result.events]
@@ -410,3 +421,80 @@ def test_with_an_autoscaler_fully_ready_means_its_minimum() -> None:
     sim.ready[2] = 1
     p = sim.step(bg)
     assert sim.status.stable_revision == 2 and p.weights == {2: 100}
+
+
+TIMED = [
+    {"setWeight": 20},
+    {"pause": {"duration": "5s"}},
+    {"setWeight": 60},
+    {"pause": {"duration": "5s"}},
+]
+
+
+def timed(digest: str) -> ModelDeploymentSpec:
+    return spec(digest, rollout={"strategy": "Canary", "steps": TIMED})
+
+
+def test_a_pass_that_stalled_does_not_date_the_next_pause_back() -> None:
+    """The frozen-API-server reproduction: the pass that ends the 20% pause stalls for 60 s
+    while writing 60%; the 60% pause counts from when that write returned."""
+    sim = Sim()
+    stable_at_one(sim)
+    sim.ready[2] = 2
+    sim.step(timed(D2))
+    assert sim.status.current_step_index == 1
+    started = sim.now
+    assert sim.status.pause_started_at == "2026-11-25T10:00:05.000000Z"
+    assert sim.status.pause_ends_at == "2026-11-25T10:00:10.000000Z"
+    p = sim.step(timed(D2), after=5, stall=60)
+    assert p.weights == {1: 40, 2: 60} and sim.status.current_step_index == 3
+    assert sim.now - started == timedelta(seconds=65)
+    assert sim.status.pause_started_at == "2026-11-25T10:01:10.000000Z", "when 60% was live"
+    p = sim.step(timed(D2), after=1)
+    assert sim.status.canary_revision == 2 and p.weights == {1: 40, 2: 60}
+    assert p.requeue_after == pytest.approx(4)
+    p = sim.step(timed(D2), after=4)
+    assert sim.status.stable_revision == 2 and p.weights == {2: 100}
+    assert sim.status.pause_started_at is None and sim.status.pause_ends_at is None
+
+
+def test_a_pause_keeps_the_fraction_of_its_start() -> None:
+    sim = Sim()
+    stable_at_one(sim)
+    sim.ready[2] = 2
+    sim.step(timed(D2), after=0.9)
+    assert sim.status.pause_started_at == "2026-11-25T10:00:05.900000Z"
+    p = sim.step(timed(D2), after=4.95)
+    assert sim.status.current_step_index == 1, "4.95 s of a 5 s pause is not the pause"
+    assert p.requeue_after == pytest.approx(0.05)
+    p = sim.step(timed(D2), after=0.05)
+    assert sim.status.current_step_index == 3
+
+
+def test_time_without_the_api_server_does_not_count_towards_a_pause() -> None:
+    sim = Sim()
+    stable_at_one(sim)
+    sim.ready[2] = 2
+    sim.step(timed(D2))
+    began = sim.now
+    outage = [(began + timedelta(seconds=1), began + timedelta(seconds=4))]
+    p = sim.step(timed(D2), after=5, outages=outage)
+    assert sim.status.current_step_index == 1 and p.requeue_after == pytest.approx(3)
+    assert sim.status.pause_ends_at == "2026-11-25T10:00:13.000000Z"
+    sim.step(timed(D2), after=3, outages=outage)
+    assert sim.status.current_step_index == 3
+
+
+def test_the_progress_deadline_counts_from_the_written_canary() -> None:
+    sim = Sim()
+    stable_at_one(sim)
+    s2 = spec(D2)
+    sim.step(s2, stall=100)  # the pass that starts the canary stalled for 100 s
+    assert sim.status.canary_started_at == "2026-11-25T10:01:45.000000Z"
+    sim.step(s2, after=119.5)
+    assert sim.fate(2) == "Canary", "119.5 s of a 120 s deadline is not the deadline"
+    outage = [(sim.now, sim.now + timedelta(seconds=30))]
+    sim.step(s2, after=30.2, outages=outage)
+    assert sim.fate(2) == "Canary", "the 30 s without the API server do not count"
+    sim.step(s2, after=0.4, outages=outage)
+    assert sim.fate(2) == "Failed"

@@ -24,11 +24,14 @@ from seaway.planning import experiment as experiments
 from seaway.planning.analysis import Measurement
 from seaway.planning.durations import format_time
 from seaway.planning.experiment import VariantFigures
-from seaway.planning.rollout import Observed, Plan, plan
+from seaway.planning.rollout import Observed, Plan, confirmed, plan
 
 logger = logging.getLogger(__name__)
 
 MAX_CONFLICT_RETRIES = 8
+#: Seconds a pass may take before its writes are refused (see Kube.budget): a pass that
+#: stalled on an unreachable API server must not write what it planned before the stall.
+PASS_BUDGET = 30.0
 
 
 class Stalled(Exception):
@@ -406,33 +409,39 @@ def reconcile(kube: Kube, namespace: str, name: str, settings: Settings) -> floa
         except ValidationError as exc:
             logger.warning("ModelDeployment %s/%s cannot be parsed: %s", namespace, name, exc)
             return None
-        now = settings.clock()
-        model, blocked = resolve(kube, md)
-        observed, live = observe(kube, md)
-        result = plan(
-            md.spec,
-            md.status,
-            generation=md.metadata.generation,
-            model=model,
-            observed=observed,
-            now=now,
-            blocked=blocked,
-            measurement=measure_if_due(md, settings, now),
-            figures=experiment_figures_if_due(md, settings, now),
-        )
-        explain_refusals(kube, md, result, observed, now)
-        try:
-            act(kube, md, result, live, settings, model)
-        except Stalled as stalled:
-            return hold_stalled(kube, body, md, stalled.stall, now)
-        status = result.status.to_wire()
-        if status != body.get("status"):
-            body["status"] = status
+        with kube.budget(PASS_BUDGET):
+            now = settings.clock()
+            model, blocked = resolve(kube, md)
+            observed, live = observe(kube, md)
+            result = plan(
+                md.spec,
+                md.status,
+                generation=md.metadata.generation,
+                model=model,
+                observed=observed,
+                now=now,
+                blocked=blocked,
+                measurement=measure_if_due(md, settings, now),
+                figures=experiment_figures_if_due(md, settings, now),
+                outages=kube.outage.windows(),
+            )
+            explain_refusals(kube, md, result, observed, now)
             try:
-                kube.replace_status("ModelDeployment", body)
-            except Conflict:
-                logger.info("ModelDeployment %s/%s changed meanwhile; re-reading", namespace, name)
-                continue
+                act(kube, md, result, live, settings, model)
+            except Stalled as stalled:
+                return hold_stalled(kube, body, md, stalled.stall, now)
+            # Read after the weights and Deployments were written: see rollout.confirmed.
+            confirmed(result, settings.clock())
+            status = result.status.to_wire()
+            if status != body.get("status"):
+                body["status"] = status
+                try:
+                    kube.replace_status("ModelDeployment", body)
+                except Conflict:
+                    logger.info(
+                        "ModelDeployment %s/%s changed meanwhile; re-reading", namespace, name
+                    )
+                    continue
         webhook = md.spec.notifications.webhook_url if md.spec.notifications else None
         notify.announce(
             kube,

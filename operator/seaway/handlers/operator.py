@@ -19,8 +19,9 @@ from seaway import egress
 from seaway.handlers import modeldeployment, retrainjob
 from seaway.handlers.workqueue import WorkQueue
 from seaway.k8s.cache import CachedKube, Store
-from seaway.k8s.kube import Kube, load_api_client
+from seaway.k8s.kube import Kube, StalePass, Unavailable, load_api_client
 from seaway.k8s.lease import LeaderElector
+from seaway.k8s.outage import Outage
 from seaway.planning import children
 from seaway.planning.retrain import RETRAIN_LABEL
 
@@ -63,8 +64,10 @@ async def start(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: Any) -> N
     settings.execution.max_workers = int(os.environ.get("SEAWAY_WORKERS", "8"))
     store = Store(children.MD_LABEL)
     memo["store"] = store
-    kube = CachedKube(Kube(load_api_client(os.environ.get("KUBECONFIG"))), store, children.MD_LABEL)
     md_settings = settings_from_env()
+    client = Kube(load_api_client(os.environ.get("KUBECONFIG")))
+    client.outage = Outage(clock=md_settings.clock)  # outages in the planner's time
+    kube = CachedKube(client, store, children.MD_LABEL)
 
     reconcilers = {"ModelDeployment": modeldeployment.reconcile, "RetrainJob": retrainjob.reconcile}
 
@@ -75,7 +78,9 @@ async def start(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: Any) -> N
         name: str = key[2]
         return await asyncio.to_thread(reconcilers[kind], kube, namespace, name, md_settings)
 
-    queue = WorkQueue(work, concurrency=settings.execution.max_workers or 8)
+    queue = WorkQueue(
+        work, concurrency=settings.execution.max_workers or 8, transient=(Unavailable, StalePass)
+    )
     memo["queue"] = queue
     memo["kube"] = kube
     if os.environ.get(LEADER_ELECT_ENV, "").lower() in ("1", "true", "yes"):

@@ -4,6 +4,10 @@ Watch events for one object arriving in a burst collapse into one pass; an objec
 reconciled by two workers at once (an event during a pass marks it dirty and it runs again right
 after); a pass may ask to run again later (pause timers, deadlines). Only *when* to look again
 lives in memory: what to do is always recomputed from the object's status.
+
+A pass that fails with one of the ``transient`` exceptions (an API server outage) is retried
+with exponential back-off and jitter, silently: the outage itself is logged once, by whoever
+noticed it. Any other exception is a bug and logs its stack trace.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import contextlib
 import heapq
 import itertools
 import logging
+import random
 from collections.abc import Awaitable, Callable, Hashable
 
 logger = logging.getLogger(__name__)
@@ -21,8 +26,22 @@ Worker = Callable[[Hashable], Awaitable[float | None]]
 
 
 class WorkQueue:
-    def __init__(self, worker: Worker, *, concurrency: int = 4, retry_delay: float = 5.0) -> None:
+    def __init__(
+        self,
+        worker: Worker,
+        *,
+        concurrency: int = 4,
+        retry_delay: float = 5.0,
+        transient: tuple[type[BaseException], ...] = (),
+        max_backoff: float = 10.0,
+        rng: random.Random | None = None,
+    ) -> None:
         self._worker = worker
+        self._transient = transient
+        self._max_backoff = max_backoff
+        self._rng = rng or random.Random()
+        #: Transient failures in a row, per key.
+        self._failures: dict[Hashable, int] = {}
         self._concurrency = concurrency
         self._retry_delay = retry_delay
         self._heap: list[tuple[float, int, Hashable]] = []
@@ -46,6 +65,15 @@ class WorkQueue:
         self._due[key] = due
         heapq.heappush(self._heap, (due, next(self._counter), key))
         self._wakeup.set()
+
+    def backoff(self, key: Hashable) -> float:
+        """Seconds before the next try after another transient failure of ``key``: doubling
+        from 0.5 s up to ``max_backoff``, each drawn between half and all of it (jitter), so
+        the passes of many objects do not hit a recovering API server all at once."""
+        failures = self._failures.get(key, 0) + 1
+        self._failures[key] = failures
+        ceiling = min(self._max_backoff, 0.5 * 2.0 ** min(failures - 1, 16))
+        return ceiling * (0.5 + self._rng.random() / 2)
 
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._work()) for _ in range(self._concurrency)]
@@ -87,11 +115,16 @@ class WorkQueue:
                 again = await self._worker(key)
             except asyncio.CancelledError:
                 raise
+            except self._transient as exc:
+                again = self.backoff(key)
+                logger.debug("Pass of %s failed (%s); retrying in %.1fs", key, exc, again)
             except Exception:
                 logger.exception(
                     "Reconcile of %s failed; retrying in %.0fs", key, self._retry_delay
                 )
                 again = self._retry_delay
+            else:
+                self._failures.pop(key, None)
             finally:
                 self._running.discard(key)
                 self.passes += 1

@@ -103,6 +103,8 @@ class CachedKube(Kube):
     def __init__(self, kube: Kube, store: Store, warm_selector: str) -> None:
         super().__init__(kube.api)
         self.requests = kube.requests
+        self.outage = kube.outage  # the requests go through ``kube``: so do their reports
+        self._pass = kube._pass
         self._kube = kube
         self.store = store
         self._warm_selector = warm_selector

@@ -8,23 +8,33 @@ apply, and the ModelDeployment's ``spec`` is never written at all (only ``/statu
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import json
 import os
 import signal
 import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+
+from seaway.k8s.outage import Outage
 
 FIELD_MANAGER = "seaway"
 #: Annotation holding a hash of what Seaway last applied to a child, to skip identical writes.
 APPLIED_HASH = "seaway.dev/applied-hash"
 #: Test hook for the restart-safety test: SIGKILL this process right after its N-th API write.
 FAULT_ENV = "SEAWAY_FAULT_KILL_AFTER_WRITES"
+#: (connect, read) seconds. Short, and never retried by the HTTP client: a request that hangs
+#: on a frozen API server fails the pass, which then plans again from what it reads anew,
+#: instead of applying, minutes later, a plan made before the freeze.
+REQUEST_TIMEOUT = (5.0, 10.0)
 
 Manifest = dict[str, Any]
 
@@ -72,6 +82,18 @@ class KubeError(Exception):
         self.message = message
 
 
+class Unavailable(KubeError):
+    """No usable answer: unreachable, timed out, 5xx or 429 (status 0 without an answer).
+
+    An outage, not a refusal: nothing about the object is known, so no condition is set; the
+    pass is retried with back-off, and :class:`~seaway.k8s.outage.Outage` says it once.
+    """
+
+
+class StalePass(Exception):
+    """The pass ran past its time budget before a write: what it planned may be out of date."""
+
+
 def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
     """An ApiClient from ``kubeconfig``, $KUBECONFIG, ~/.kube/config or the in-cluster account."""
     if (
@@ -79,14 +101,17 @@ def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
         and "KUBECONFIG" not in os.environ
         and os.path.exists("/var/run/secrets/kubernetes.io/serviceaccount/token")
     ):
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-        return client.ApiClient()
+        configuration = client.Configuration()
+        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        configuration.retries = False  # see REQUEST_TIMEOUT
+        return client.ApiClient(configuration)
     configuration = client.Configuration()
     # $KUBECONFIG is read now: the client library reads it once, at import time.
     config.load_kube_config(  # type: ignore[no-untyped-call]
         config_file=kubeconfig or os.environ.get("KUBECONFIG"),
         client_configuration=configuration,
     )
+    configuration.retries = False  # see REQUEST_TIMEOUT
     return client.ApiClient(configuration)
 
 
@@ -101,6 +126,18 @@ class Kube:
         self.requests: collections.Counter[str] = collections.Counter()
         limit = os.environ.get(FAULT_ENV)
         self._kill_after = int(limit) if limit else None
+        self.outage = Outage()
+        #: The running pass's deadline (monotonic), per thread: see :meth:`budget`.
+        self._pass = threading.local()
+
+    @contextlib.contextmanager
+    def budget(self, seconds: float) -> Iterator[None]:
+        """Writes made in this block after ``seconds`` raise :class:`StalePass` instead."""
+        self._pass.deadline = time.monotonic() + seconds
+        try:
+            yield
+        finally:
+            self._pass.deadline = None
 
     # -- plumbing ---------------------------------------------------------------------------
     def _call(
@@ -113,6 +150,9 @@ class Kube:
         content_type: str = "application/json",
     ) -> Any:
         self.requests[method] += 1
+        deadline = getattr(self._pass, "deadline", None)
+        if method != "GET" and deadline is not None and time.monotonic() > deadline:
+            raise StalePass(f"{method} {path} not sent: the pass ran past its time budget")
         method, url, headers, payload, post = self.api.param_serialize(
             method,
             path,
@@ -121,11 +161,21 @@ class Kube:
             body=body,
             auth_settings=["BearerToken"],
         )
+        sent_at, sent_mono = self.outage.now()
         try:
-            response = self.api.call_api(method, url, headers, payload, post, _request_timeout=30)
+            response = self.api.call_api(
+                method, url, headers, payload, post, _request_timeout=REQUEST_TIMEOUT
+            )
             data = response.read()  # type: ignore[no-untyped-call]
-        except ApiException as exc:  # transport-level failures
-            raise KubeError(exc.status or 0, str(exc.reason)) from exc
+        except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:  # no answer
+            reason = _transport_reason(exc)
+            self.outage.failed(reason, sent_at=sent_at, sent_mono=sent_mono)
+            raise Unavailable(0, reason) from None
+        if response.status >= 500 or response.status == 429:
+            reason = f"{response.status} {_message(data, response.reason)}"
+            self.outage.failed(reason, sent_at=sent_at, sent_mono=sent_mono)
+            raise Unavailable(response.status, _message(data, response.reason))
+        self.outage.answered(sent_at=sent_at)
         if response.status == 409:
             raise Conflict(_message(data, response.reason))
         if response.status >= 400:
@@ -298,6 +348,19 @@ def stamp(manifest: Manifest) -> Manifest:
     digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
     meta["annotations"] = {**annotations, APPLIED_HASH: digest}
     return body
+
+
+def _transport_reason(exc: BaseException) -> str:
+    """One line for a request that got no answer (urllib3 nests the cause in its message)."""
+    if isinstance(exc, ApiException):
+        return str(exc.reason).replace("\n", ": ")
+    cause = getattr(exc, "reason", None) or exc
+    text = str(cause)
+    if "Connection refused" in text:  # urllib3's NewConnectionError is a TimeoutError too
+        return "connection refused"
+    if isinstance(exc, urllib3.exceptions.TimeoutError):
+        return "timed out"
+    return f"{type(cause).__name__}: {text}"[:200]
 
 
 def _message(data: bytes | None, reason: str | None) -> str:

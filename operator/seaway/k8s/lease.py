@@ -6,7 +6,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from seaway.k8s.kube import Conflict, Kube, KubeError
+from seaway.k8s.kube import Conflict, Kube, KubeError, Unavailable
 from seaway.planning.lease import LeaseView, decide
 
 logger = logging.getLogger(__name__)
@@ -41,6 +41,8 @@ class LeaderElector:
         stamp = moment.strftime(MICRO)
         try:
             body = self.kube.get("Lease", self.namespace, self.name)
+        except Unavailable:
+            return False  # an outage: already said once, by the client
         except KubeError as exc:
             logger.warning("Could not read Lease %s/%s: %s", self.namespace, self.name, exc)
             return False
@@ -79,6 +81,8 @@ class LeaderElector:
                 self.kube.replace(manifest)
         except Conflict:
             return False  # someone else wrote it first: read again next time
+        except Unavailable:
+            return False
         except KubeError as exc:
             logger.warning("Could not write Lease %s/%s: %s", self.namespace, self.name, exc)
             return False

@@ -22,5 +22,15 @@ def format_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def format_precise(moment: datetime) -> str:
+    """RFC 3339 in UTC with microseconds, for the times a pause or a deadline counts from.
+
+    Whole seconds would cut the fraction off a start and so end a 2 s pause after 1.1 s.
+    """
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def parse_time(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    """Either form: whole seconds (as Kubernetes writes) or with a fraction."""
+    pattern = "%Y-%m-%dT%H:%M:%S.%fZ" if "." in text else "%Y-%m-%dT%H:%M:%SZ"
+    return datetime.strptime(text, pattern).replace(tzinfo=UTC)

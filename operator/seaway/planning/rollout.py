@@ -9,14 +9,21 @@ A pass is a short ordered list of decisions, each a small function, ending in on
 
 The handlers apply the plan's replica counts and weights first and write the status last, so a
 crash anywhere repeats the same pass from the same status: the plan is a function of its inputs.
+
+Times that something is measured from (a timed pause, the progress deadline) are not the pass's
+``now``: a pass whose requests stalled on a frozen API server would date them back by the stall
+and so shorten, or skip, the bake. The plan only says that they start; the handler fills them in
+with :func:`confirmed` once the pass's writes returned, i.e. once the weight is known live.
+Time during which the operator could not reach the API server (``outages``) does not count.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 from seaway import conditions
@@ -35,7 +42,7 @@ from seaway.api.modeldeployment import (
 from seaway.planning import analysis
 from seaway.planning import experiment as experiments
 from seaway.planning import revisions as revs
-from seaway.planning.durations import format_time, parse_duration, parse_time
+from seaway.planning.durations import format_precise, format_time, parse_duration, parse_time
 
 #: How often a pass is repeated while a rollout waits on something that sends no event.
 POLL_SECONDS = 10.0
@@ -75,6 +82,45 @@ class Plan:
     mirror: int | None = None
     #: Seconds until a pass is needed even if nothing changes; None: only on change.
     requeue_after: float | None = None
+    #: The canary's rollout starts with this pass: its deadline counts from :func:`confirmed`.
+    starts_canary: bool = False
+    #: The pause this pass reached starts once its weight is live (see :func:`confirmed`);
+    #: ``pause_duration`` is None for a pause that waits for a promote.
+    starts_pause: bool = False
+    pause_duration: timedelta | None = None
+
+
+def confirmed(result: Plan, at: datetime) -> None:
+    """Stamp what starts with this pass at ``at``, a moment after all its writes returned.
+
+    ``at`` is read after the weights were written (or found live) and the canary's Deployment
+    applied, so a bake or a deadline measured from it is never shorter than written.
+    """
+    st = result.status
+    if st.canary_revision is None:
+        return
+    if result.starts_canary:
+        st.canary_started_at = format_precise(at)
+    if result.starts_pause:
+        st.pause_started_at = format_precise(at)
+        duration = result.pause_duration
+        st.pause_ends_at = format_precise(at + duration) if duration is not None else None
+        if duration is not None:
+            current = result.requeue_after
+            seconds = duration.total_seconds()
+            result.requeue_after = seconds if current is None else min(current, seconds)
+
+
+def lost_time(
+    outages: Sequence[tuple[datetime, datetime]], since: datetime, now: datetime
+) -> timedelta:
+    """How long, between ``since`` and ``now``, the operator could not reach the API server."""
+    total = timedelta(0)
+    for began, ended in outages:
+        overlap = min(ended, now) - max(began, since)
+        if overlap > timedelta(0):
+            total += overlap
+    return total
 
 
 def steps_hash(steps: list[Step]) -> str:
@@ -98,7 +144,9 @@ class _Pass:
         blocked: tuple[str, str] | None,
         measurement: analysis.Measurement | None,
         figures: list[experiments.VariantFigures] | None,
+        outages: Sequence[tuple[datetime, datetime]],
     ) -> None:
+        self.outages = outages
         self.measurement = measurement
         self.figures = figures
         self.experiment_revisions: set[int] = set()
@@ -126,8 +174,8 @@ class _Pass:
     def event(self, type_: Literal["Normal", "Warning"], reason: str, message: str) -> None:
         self.plan.events.append(Event(type_, reason, message))
 
-    def requeue(self, seconds: float) -> None:
-        seconds = max(seconds, 1.0)
+    def requeue(self, seconds: float, floor: float = 1.0) -> None:
+        seconds = max(seconds, floor)
         current = self.plan.requeue_after
         self.plan.requeue_after = seconds if current is None else min(current, seconds)
 
@@ -277,11 +325,7 @@ class _Pass:
                 self.now_s,
             )
             self.event("Normal", "RevisionSuperseded", f"Revision {canary.number} was superseded")
-        self.st.canary_revision = None
-        self.st.current_step_index = None
-        self.st.steps_hash = None
-        self.st.step_started_at = None
-        self.st.canary_started_at = None
+        self.clear_canary()
 
     def serve_stable(self) -> None:
         stable = self.st.stable_revision
@@ -306,7 +350,8 @@ class _Pass:
         self.supersede_canary(desired.number)
         if self.st.canary_revision != desired.number:
             self.st.canary_revision = desired.number
-            self.st.canary_started_at = self.now_s
+            self.st.canary_started_at = None
+            self.plan.starts_canary = True
             self.st.step_started_at = self.now_s
             self.st.current_step_index = 0
             self.st.steps_hash = None
@@ -315,14 +360,17 @@ class _Pass:
             desired.finished_at = None
             self.st.analysis = None
             self.event("Normal", "RolloutStarted", f"Started rolling out revision {desired.number}")
+        if self.st.canary_started_at is None:
+            self.plan.starts_canary = True
         ready = self.ready(desired.number)
         if ready > 0 and desired.ready_at is None:
             desired.ready_at = self.now_s
         deadline = (
             self.spec.rollout.progress_deadline_seconds if self.spec.rollout is not None else 600
         )
-        started = parse_time(self.st.canary_started_at or self.now_s)
-        elapsed = (self.now - started).total_seconds()
+        # Until the pass that starts the canary has written it, the deadline has not begun.
+        started = parse_time(self.st.canary_started_at) if self.st.canary_started_at else self.now
+        elapsed = (self.now - started - lost_time(self.outages, started, self.now)).total_seconds()
         if "abort" in self.new_tokens:
             self.revert(desired, "RolledBack", "Aborted", "the rollout was aborted by the user")
             return
@@ -435,6 +483,7 @@ class _Pass:
             self.st.steps_hash = hash_
             self.st.current_step_index = 0
             self.st.step_started_at = self.now_s
+            self.end_pause()
         index = self.st.current_step_index or 0
         promote_once = "promote" in self.new_tokens
         while index < len(steps) and self.analysis_allows(promotion=False):
@@ -445,22 +494,35 @@ class _Pass:
                     break
                 index += 1
                 self.st.step_started_at = self.now_s
+                self.end_pause()
                 continue
             assert step.pause is not None
             if promote_once:
                 promote_once = False
                 index += 1
                 self.st.step_started_at = self.now_s
+                self.end_pause()
                 continue
-            if step.pause.duration is None:
+            duration = parse_duration(step.pause.duration) if step.pause.duration else None
+            if self.st.pause_started_at is None:
+                # The weight before this pause is live once this pass's writes return.
+                self.plan.starts_pause = True
+                self.plan.pause_duration = duration
+                if duration is not None:
+                    self.requeue(duration.total_seconds())
                 break
-            began = parse_time(self.st.step_started_at or self.now_s)
-            remaining = (began + parse_duration(step.pause.duration) - self.now).total_seconds()
+            if duration is None:
+                break
+            began = parse_time(self.st.pause_started_at)
+            ends = began + duration + lost_time(self.outages, began, self.now)
+            self.st.pause_ends_at = format_precise(ends)
+            remaining = (ends - self.now).total_seconds()
             if remaining > 0:
-                self.requeue(remaining)
+                self.requeue(remaining, floor=0.05)  # a pause ends on time, not a second late
                 break
             index += 1
             self.st.step_started_at = self.now_s
+            self.end_pause()
         if index != self.st.current_step_index:
             self.event("Normal", "StepReached", f"Revision {desired.number} at step {index}")
         self.st.current_step_index = index
@@ -477,6 +539,21 @@ class _Pass:
             self.requeue(POLL_SECONDS)
         self.plan.weights = {stable: 100 - weight, desired.number: weight}
 
+    def clear_canary(self) -> None:
+        self.st.canary_revision = None
+        self.st.current_step_index = None
+        self.st.steps_hash = None
+        self.st.step_started_at = None
+        self.st.canary_started_at = None
+        self.plan.starts_canary = False
+        self.end_pause()
+
+    def end_pause(self) -> None:
+        self.st.pause_started_at = None
+        self.st.pause_ends_at = None
+        self.plan.starts_pause = False
+        self.plan.pause_duration = None
+
     def promote(self, desired: RevisionStatus) -> None:
         previous = self.revision(self.st.stable_revision)
         if previous is not None and previous.number != desired.number:
@@ -484,11 +561,7 @@ class _Pass:
             previous.reason = "Replaced"
         desired.fate, desired.reason, desired.message = "Stable", None, None
         self.st.stable_revision = desired.number
-        self.st.canary_revision = None
-        self.st.current_step_index = None
-        self.st.steps_hash = None
-        self.st.step_started_at = None
-        self.st.canary_started_at = None
+        self.clear_canary()
         self.plan.weights = {desired.number: 100}
         self.event("Normal", "Promoted", f"Revision {desired.number} is stable")
         self.plan.notifications.append(
@@ -503,11 +576,7 @@ class _Pass:
         stable = self.st.stable_revision
         desired.fate = "Failed" if fate == "Failed" else "RolledBack"
         desired.reason, desired.message, desired.finished_at = reason, why, self.now_s
-        self.st.canary_revision = None
-        self.st.current_step_index = None
-        self.st.steps_hash = None
-        self.st.step_started_at = None
-        self.st.canary_started_at = None
+        self.clear_canary()
         self.plan.weights = {stable: 100} if stable is not None else {}
         target = f"revision {stable}" if stable is not None else "no revision (none is stable yet)"
         message = f"Reverted to {target}: revision {desired.number} {reason}: {why}"
@@ -631,13 +700,16 @@ def plan(
     blocked: tuple[str, str] | None = None,
     measurement: analysis.Measurement | None = None,
     figures: list[experiments.VariantFigures] | None = None,
+    outages: Sequence[tuple[datetime, datetime]] = (),
 ) -> Plan:
     """One reconcile pass for a ModelDeployment, without any I/O.
 
     ``blocked`` is a problem found outside the spec (a missing Secret, an unknown RetrainJob):
     no new rollout starts, the stable revision keeps serving, and Ready is False with its reason.
     ``measurement`` is the canary's metrics over the last analysis interval, when one was due;
-    ``figures`` the router's per-variant experiment figures, when they were due.
+    ``figures`` the router's per-variant experiment figures, when they were due;
+    ``outages`` the (start, end) times during which the operator could not reach the API
+    server: they do not count towards a pause or the progress deadline.
     """
     return _Pass(
         spec=spec,
@@ -649,4 +721,5 @@ def plan(
         blocked=blocked,
         measurement=measurement,
         figures=figures,
+        outages=outages,
     ).run()

@@ -1,0 +1,174 @@
+"""An API server outage is one warning each way, fails fast, and is never retried in silence.
+
+The client talks to a small HTTP server on 127.0.0.1 that answers what each test tells it to:
+a status, or nothing at all (a frozen API server: the connection is accepted, no answer comes).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from seaway.k8s import kube as kube_module
+from seaway.k8s.kube import Kube, StalePass, Unavailable, load_api_client
+from seaway.k8s.outage import Outage
+
+
+class FakeServer:
+    def __init__(self) -> None:
+        self.status = 200
+        self.frozen = threading.Event()
+        self.requests: list[str] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                owner.requests.append(f"{self.command} {self.path}")
+                length = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(length)
+                if owner.frozen.is_set():
+                    owner.frozen.wait(0)  # hold the connection without a word
+                    time.sleep(3)
+                    return
+                body = b'{"kind": "ConfigMap", "metadata": {"name": "x"}}'
+                if owner.status >= 400:
+                    body = b'{"kind": "Status", "message": "etcdserver: request timed out"}'
+                self.send_response(owner.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_PUT = do_PATCH = do_POST = do_DELETE = _answer
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def server() -> Iterator[FakeServer]:
+    fake = FakeServer()
+    try:
+        yield fake
+    finally:
+        fake.httpd.shutdown()
+
+
+@pytest.fixture
+def kube(server: FakeServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Kube:
+    monkeypatch.setattr(kube_module, "REQUEST_TIMEOUT", (1.0, 0.5))
+    config = tmp_path / "kubeconfig"
+    config.write_text(
+        f"""apiVersion: v1
+kind: Config
+clusters: [{{name: c, cluster: {{server: "http://127.0.0.1:{server.port}"}}}}]
+users: [{{name: u, user: {{token: t}}}}]
+contexts: [{{name: x, context: {{cluster: c, user: u}}}}]
+current-context: x
+"""
+    )
+    return Kube(load_api_client(str(config)))
+
+
+def warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+@pytest.mark.parametrize("status", [500, 503, 504, 429])
+def test_5xx_and_429_are_an_outage(
+    kube: Kube, server: FakeServer, status: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.status = status
+    for _ in range(3):
+        with pytest.raises(Unavailable) as raised:
+            kube.get("ConfigMap", "ns", "x")
+        assert raised.value.status == status
+    assert len(server.requests) == 3, "not retried behind the caller's back"
+    server.status = 200
+    assert kube.get("ConfigMap", "ns", "x") is not None
+    found = warnings(caplog)
+    assert found[0] == (
+        f"Lost the Kubernetes API server: {status} etcdserver: request timed out;"
+        " retrying with back-off"
+    )
+    assert found[1].startswith("The Kubernetes API server answers again, after ")
+    assert len(found) == 2
+    assert all(r.exc_info is None for r in caplog.records)
+
+
+def test_a_frozen_server_fails_the_request_fast_and_once(
+    kube: Kube, server: FakeServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.frozen.set()
+    began = time.monotonic()
+    with pytest.raises(Unavailable) as raised:
+        kube.replace({"kind": "ConfigMap", "metadata": {"namespace": "ns", "name": "x"}})
+    assert time.monotonic() - began < 2.5
+    assert raised.value.status == 0 and raised.value.message == "timed out"
+    assert server.requests == ["PUT /api/v1/namespaces/ns/configmaps/x"], "a PUT is not re-sent"
+    assert kube.outage.ongoing
+    assert warnings(caplog) == ["Lost the Kubernetes API server: timed out; retrying with back-off"]
+
+
+def test_refused_connections_are_an_outage(kube: Kube, server: FakeServer) -> None:
+    server.httpd.shutdown()
+    server.httpd.server_close()
+    with pytest.raises(Unavailable) as raised:
+        kube.get("ConfigMap", "ns", "x")
+    assert raised.value.message == "connection refused"
+
+
+def test_404_and_403_are_answers_not_outages(kube: Kube, server: FakeServer) -> None:
+    server.status = 404
+    assert kube.get("ConfigMap", "ns", "x") is None
+    server.status = 403
+    with pytest.raises(Exception) as raised:
+        kube.get("ConfigMap", "ns", "x")
+    assert not isinstance(raised.value, Unavailable)
+    assert not kube.outage.ongoing
+
+
+def test_a_write_past_the_pass_budget_is_not_sent(kube: Kube, server: FakeServer) -> None:
+    manifest = {"kind": "ConfigMap", "metadata": {"namespace": "ns", "name": "x"}}
+    with kube.budget(0.2):
+        kube.get("ConfigMap", "ns", "x")
+        time.sleep(0.3)
+        assert kube.get("ConfigMap", "ns", "x") is not None, "reads are still allowed"
+        with pytest.raises(StalePass):
+            kube.apply(manifest)
+    assert [r.split()[0] for r in server.requests] == ["GET", "GET"]
+    kube.apply(manifest)  # outside a pass: no budget
+
+
+def test_the_outage_record_spans_from_the_first_unanswered_request() -> None:
+    t0 = datetime(2026, 11, 30, 5, 0, tzinfo=UTC)
+    clock = [t0]
+
+    def seconds() -> float:
+        return (clock[0] - t0).total_seconds()
+
+    outage = Outage(clock=lambda: clock[0], monotonic=seconds)
+    sent, mono = outage.now()
+    clock[0] = t0 + timedelta(seconds=10)  # the first request times out 10 s later
+    outage.failed("timed out", sent_at=sent, sent_mono=mono)
+    outage.failed("timed out", sent_at=clock[0], sent_mono=10.0)
+    assert outage.windows() == [(t0, t0 + timedelta(seconds=10))]
+    clock[0] = t0 + timedelta(seconds=61)
+    outage.answered(sent_at=t0 - timedelta(seconds=1))  # sent before: says nothing of now
+    assert outage.ongoing
+    outage.answered(sent_at=clock[0])
+    assert not outage.ongoing
+    assert outage.windows() == [(t0, t0 + timedelta(seconds=61))]
