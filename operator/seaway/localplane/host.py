@@ -141,6 +141,17 @@ def _umount(path: str) -> str | None:
     return None
 
 
+def mount_tmpfs(path: Path) -> None:
+    """Mount a fresh tmpfs on ``path`` (made if missing); raises OSError."""
+    path.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "mode=0711", "seaway-node", str(path)],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise OSError(result.stderr.strip() or f"mount exited with {result.returncode}")
+
+
 def unmount_all(prefixes: Sequence[str]) -> list[str]:
     errors: list[str] = []
     for _ in range(3):  # stacked mounts show up again after the top one goes

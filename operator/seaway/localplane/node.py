@@ -7,8 +7,8 @@ file as soon as it runs, so ``down`` finds it even when a later step fails):
    directories that exist), saved in the state file before anything on the host changes;
 2. the node's client certificate and kubeconfig, ``ip_forward``, the bridge and the CNI config;
 3. containerd: ready when ``ctr version`` answers; the image archives are then imported in the
-   background while the rest starts;
-4. kubelet: ``/healthz`` on its loopback port;
+   background while the rest starts. Steps 1-3 run before the control plane starts;
+4. (once the API server and the controllers answer) kubelet: ``/healthz`` on its loopback port;
 5. kube-proxy: ``/healthz``;
 6. CoreDNS: ``/ready`` (it has read Services and EndpointSlices);
 7. the image imports finished and every reference tagged; the Node Ready and untainted.
@@ -64,7 +64,7 @@ class Starter(Protocol):
 
     layout: config.Layout
     name: str
-    node: dict[str, Any] | None
+    node_record: dict[str, Any] | None
 
     @property
     def api_server(self) -> str: ...
@@ -236,13 +236,33 @@ def prepare(starter: Starter, env: Mapping[str, str]) -> NodeState:
         ports=nodeconfig.NodePorts.from_list(processes.free_ports(nodeconfig.NodePorts.COUNT)),
         record=host.snapshot(),
     )
-    starter.node = state.as_dict()
+    starter.node_record = state.as_dict()
     starter.save()
     return state
 
 
-def start(starter: Starter, state: NodeState, env: Mapping[str, str], timeout: float) -> None:
-    """Steps 2-7; raises :class:`NodeError` (the plane stops everything on any failure)."""
+@dataclass
+class Runtime:
+    """containerd started and the image archives importing (steps 2 and 3)."""
+
+    containerd: processes.Component
+    archives: list[images.Archive]
+    imports: list[tuple[subprocess.Popen[bytes], images.Archive]]
+
+    def abort(self) -> None:
+        """Stop imports still running (the plane failed to start)."""
+        for proc, _ in self.imports:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def start_runtime(
+    starter: Starter, state: NodeState, env: Mapping[str, str], timeout: float
+) -> Runtime:
+    """Steps 2 and 3, which need no API server: they run first, so the image imports (the
+    longest part of ``up``) overlap the start of the control plane. Raises
+    :class:`NodeError`; the plane stops everything on any failure."""
     layout = starter.layout
     node = nodeconfig.NodeLayout.of(layout)
     bin_dir = state.root / "bin"
@@ -253,6 +273,10 @@ def start(starter: Starter, state: NodeState, env: Mapping[str, str], timeout: f
         shutil.rmtree(node.root)
     for directory in (node.root, node.cni_conf_dir, node.ipam_dir, node.pod_logs):
         directory.mkdir(parents=True, exist_ok=True)
+    try:
+        host.mount_tmpfs(node.containerd_dir)
+    except OSError as exc:
+        raise NodeError(f"cannot mount a tmpfs on {node.containerd_dir}: {exc}") from None
     try:
         pki.create_node(layout, nodeconfig.NODE_NAME)
     except pki.PKIError as exc:
@@ -300,8 +324,15 @@ def start(starter: Starter, state: NodeState, env: Mapping[str, str], timeout: f
         archives = images.load(nodeconfig.images_dir(state.root))
     except images.CatalogError as exc:
         raise NodeError(str(exc)) from None
-    imports = _start_imports(bin_dir, node, archives, layout)
+    return Runtime(containerd, archives, _start_imports(bin_dir, node, archives, layout))
 
+
+def start_node(starter: Starter, state: NodeState, started: Runtime, timeout: float) -> None:
+    """Steps 4-7, once the API server and the controllers answer; raises :class:`NodeError`."""
+    node = nodeconfig.NodeLayout.of(starter.layout)
+    bin_dir = state.root / "bin"
+    ports = state.ports
+    containerd = started.containerd
     try:
         # 4. kubelet
         kubelet_process = starter.spawn("kubelet", kubelet.args(bin_dir / "kubelet", node))
@@ -331,12 +362,9 @@ def start(starter: Starter, state: NodeState, env: Mapping[str, str], timeout: f
             blame=coredns,
         )
         # 7. images, then the Node
-        _finish_imports(imports, bin_dir, node, archives, timeout)
+        _finish_imports(started.imports, bin_dir, node, started.archives, timeout)
     finally:
-        for proc, _ in imports:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        started.abort()
 
     client = starter.client()
     last = ["not seen yet"]

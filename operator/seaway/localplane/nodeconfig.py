@@ -77,12 +77,17 @@ class NodeLayout:
         return self.root / "containerd.toml"
 
     @property
+    def containerd_dir(self) -> Path:
+        """A tmpfs holding containerd's root and state (see :mod:`seaway.localplane.runtime`)."""
+        return self.root / "containerd"
+
+    @property
     def containerd_root(self) -> Path:
-        return self.root / "containerd" / "root"
+        return self.containerd_dir / "root"
 
     @property
     def containerd_state(self) -> Path:
-        return self.root / "containerd" / "state"
+        return self.containerd_dir / "state"
 
     @property
     def containerd_socket(self) -> Path:

@@ -9,10 +9,11 @@ the component's log when its deadline passes):
 4. Node ``kwok-node-0`` Ready with no taints (kwok marks it Ready, the controller manager removes
    the ``not-ready`` taint), and ServiceAccount ``default/default`` exists (token controller up)
 
-With a real node (``real_node=True``) there is no kwok and no simulated node: after the
-controller manager and the scheduler, :mod:`seaway.localplane.node` starts containerd, the
-kubelet, kube-proxy and CoreDNS, and step 4 waits for the real Node. Its prerequisites are
-checked first (:func:`real_node_problems`), before anything starts.
+With a real node (``real_node=True``) there is no kwok and no simulated node. Its prerequisites
+are checked first (:func:`real_node_problems`), before anything starts; then
+:mod:`seaway.localplane.node` starts containerd and the image imports before etcd (they need no
+API server and are the longest part), and the kubelet, kube-proxy and CoreDNS once the controller
+manager and the scheduler answer; step 4 waits for the real Node.
 
 The state file is rewritten after every process start, so :func:`stop` finds every process even
 when a start failed halfway or the starting command was killed.
@@ -90,7 +91,7 @@ class Plane:
     #: ``simulated`` (kwok's node) or ``real`` (a kubelet running containers).
     mode: str = SIMULATED
     #: The real node's record (:class:`seaway.localplane.node.NodeState`), kept in the state file.
-    node: dict[str, Any] | None = None
+    node_record: dict[str, Any] | None = None
 
     @property
     def node_name(self) -> str:
@@ -196,15 +197,15 @@ class Plane:
     def stop(self, grace: float = 10.0) -> list[processes.Component]:
         """Stop every process of the plane and discard its data (logs and PKI stay)."""
         stopped = processes.stop(self.components, self.handles, grace=grace)
-        if self.node is not None:
+        if self.node_record is not None:
             # The node's Pods outlive its processes (containerd's shims); they, and whatever the
             # node changed on the host, go now. The state file stays until that is done, so an
             # interrupted down is finished by the next one.
             node_layout = nodeconfig.NodeLayout.of(self.layout)
-            errors = node.clean(node.NodeState.from_dict(self.node), node_layout)
+            errors = node.clean(node.NodeState.from_dict(self.node_record), node_layout)
             if not errors:
                 logger.info("Removed the real node's network, mounts, cgroups and files")
-            self.node = None
+            self.node_record = None
         if self.mode == REAL:
             node.release(self.layout.root)
         self.layout.state.unlink(missing_ok=True)
@@ -228,7 +229,7 @@ class Plane:
                 "started_at": self.started_at,
                 "ready": ready,
                 "mode": self.mode,
-                **({"node": self.node} if self.node is not None else {}),
+                **({"node": self.node_record} if self.node_record is not None else {}),
             },
             self.components,
         )
@@ -298,6 +299,25 @@ class Plane:
         logger.info("%s became ready in %.1fs", component.name, time.monotonic() - began)
 
     def _start_all(self, timeout: float, env: Mapping[str, str]) -> None:
+        if self.mode == SIMULATED:
+            self._start_control_plane(timeout, env, None)
+            return
+        state = node.prepare(self, env)
+        try:
+            runtime = node.start_runtime(self, state, env, timeout)
+        except node.NodeError as exc:
+            raise PlaneError(str(exc)) from None
+        try:
+            self._start_control_plane(timeout, env, (state, runtime))
+        finally:
+            runtime.abort()
+
+    def _start_control_plane(
+        self,
+        timeout: float,
+        env: Mapping[str, str],
+        real: tuple[node.NodeState, node.Runtime] | None,
+    ) -> None:
         layout, ports, bins = self.layout, self.ports, self.bins
         etcd = self._spawn("etcd", config.etcd_args(bins["etcd"], layout, ports))
 
@@ -327,11 +347,10 @@ class Plane:
         scheduler = self._spawn(
             "kube-scheduler", config.scheduler_args(bins["kube-scheduler"], layout, ports)
         )
-        if self.mode == REAL:
+        if real is not None:
             self._wait_controllers(kcm, scheduler, timeout)
-            state = node.prepare(self, env)
             try:
-                node.start(self, state, env, timeout)
+                node.start_node(self, *real, timeout)
             except node.NodeError as exc:
                 raise PlaneError(str(exc)) from None
             self.wait_for_service_account("default", timeout=timeout)
@@ -549,7 +568,7 @@ def load(run_dir: Path) -> Plane | None:
             bins={},
             components=components,
             mode=mode,
-            node=node_record,
+            node_record=node_record,
         )
     return Plane(
         name=str(data.get("name", config.DEFAULT_CLUSTER_NAME)),
@@ -559,7 +578,7 @@ def load(run_dir: Path) -> Plane | None:
         components=components,
         started_at=float(data.get("started_at", 0.0)),
         mode=mode,
-        node=node_record,
+        node_record=node_record,
     )
 
 
