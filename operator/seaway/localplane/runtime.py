@@ -5,6 +5,12 @@ containerd's root, state, socket, runc's state and the CRI's CNI configuration a
 containerd still puts elsewhere (the shims' sockets in ``/run/containerd``) is removed by
 :mod:`seaway.localplane.host`.
 
+Root and state live on a tmpfs mounted for the node (``<run dir>/node/containerd``). Measured on
+a 2-core machine under load: importing the two images (1.1 GB of archives, about 36,000 files
+once unpacked) took 24-33 s on ext4 and 18-26 s on the tmpfs, and ``down`` spent 30-50 s
+deleting those files from ext4 against an instant unmount. The price is memory: about 2.1 GB
+of the tmpfs is in use while the node runs, none after ``down``.
+
 Why each non-default setting:
 
 - ``restrict_oom_score_adj = true``: root on the machines Seaway's CI uses lacks
