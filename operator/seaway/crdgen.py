@@ -302,6 +302,10 @@ def file_name(kind: Kind) -> str:
 
 APPROVAL_POLICY = "seaway-approvals"
 APPROVAL_POLICY_FILE = "seaway.dev_approval-policy.yaml"
+#: The annotation naming the last editor of a RetrainJob's spec (four-eyes approvals).
+SPEC_EDITOR = "seaway.dev/spec-editor"
+#: The namespace label that turns four-eyes approvals on for every RetrainJob in it.
+FOUR_EYES_LABEL = "seaway.dev/four-eyes"
 
 
 def approval_policy() -> list[dict[str, Any]]:
@@ -310,6 +314,12 @@ def approval_policy() -> list[dict[str, Any]]:
     A new or changed approval entry must name the user who writes it, as the API server
     authenticated them; entries already present may stay as they are. Status writes (the
     operator's) go to the ``/status`` subresource and are not matched.
+
+    Four-eyes (``spec.fourEyes``, or the namespace label ``seaway.dev/four-eyes=true`` that
+    only a cluster administrator sets): every write that changes the spec other than its
+    approvals must name its author in the annotation ``seaway.dev/spec-editor`` (the annotation
+    may otherwise only stay as it is), and a new Approve entry must come from someone else. Only
+    admission sees who writes, which is why this lives here and not in the operator.
     """
     rule = (
         "!has(object.spec.approvals) || object.spec.approvals.all(a,"
@@ -334,7 +344,69 @@ def approval_policy() -> list[dict[str, Any]]:
                     }
                 ]
             },
+            "variables": [
+                {
+                    "name": "fourEyes",
+                    "expression": (
+                        "(has(object.spec.fourEyes) && object.spec.fourEyes)"
+                        " || (namespaceObject != null && has(namespaceObject.metadata.labels)"
+                        f" && '{FOUR_EYES_LABEL}' in namespaceObject.metadata.labels"
+                        f" && namespaceObject.metadata.labels['{FOUR_EYES_LABEL}'] == 'true')"
+                    ),
+                },
+                {
+                    "name": "editor",
+                    "expression": (
+                        "has(object.metadata.annotations)"
+                        f" && '{SPEC_EDITOR}' in object.metadata.annotations"
+                        f" ? object.metadata.annotations['{SPEC_EDITOR}'] : ''"
+                    ),
+                },
+                {
+                    "name": "oldEditor",
+                    "expression": (
+                        "oldObject != null && has(oldObject.metadata.annotations)"
+                        f" && '{SPEC_EDITOR}' in oldObject.metadata.annotations"
+                        f" ? oldObject.metadata.annotations['{SPEC_EDITOR}'] : ''"
+                    ),
+                },
+                {
+                    "name": "specChanged",
+                    "expression": (
+                        "oldObject == null"
+                        " || object.spec.exists(k, k != 'approvals'"
+                        " && (!(k in oldObject.spec) || oldObject.spec[k] != object.spec[k]))"
+                        " || oldObject.spec.exists(k, k != 'approvals' && !(k in object.spec))"
+                    ),
+                },
+            ],
             "validations": [
+                {
+                    "expression": (
+                        "!variables.fourEyes || variables.editor == request.userInfo.username"
+                        " || (!variables.specChanged && variables.editor == variables.oldEditor)"
+                    ),
+                    "messageExpression": (
+                        f"'metadata.annotations[{SPEC_EDITOR}]: with four-eyes approvals a change"
+                        " of the spec names its editor: set it to ' + request.userInfo.username"
+                    ),
+                    "reason": "Forbidden",
+                },
+                {
+                    "expression": (
+                        "!variables.fourEyes || !has(object.spec.approvals)"
+                        " || object.spec.approvals.all(a, a.decision != 'Approve'"
+                        " || (a.approver != variables.editor && variables.editor != '')"
+                        " || (oldObject != null && has(oldObject.spec.approvals)"
+                        " && oldObject.spec.approvals.exists(o, o.run == a.run"
+                        " && o.decision == a.decision && o.approver == a.approver)))"
+                    ),
+                    "messageExpression": (
+                        "'spec.approvals: four-eyes approvals: the approver must not be the last"
+                        f" editor of the spec ({SPEC_EDITOR}=' + variables.editor + ')'"
+                    ),
+                    "reason": "Forbidden",
+                },
                 {
                     "expression": rule,
                     "messageExpression": (

@@ -213,6 +213,20 @@ class RetrainJobSpec(WireModel):
     promotion: Literal["Auto", "Manual"] = "Manual"
     output: Output
     approvals: Annotated[list[Approval] | None, Field(max_length=32)] = None
+    four_eyes: Annotated[
+        bool,
+        Field(
+            description=(
+                "Four-eyes approvals: an approval's approver must differ from the last editor of"
+                " this spec, recorded in the annotation seaway.dev/spec-editor (the admission"
+                " policy requires it on every spec change). Cannot be turned off once on."
+                " Namespaces labelled seaway.dev/four-eyes=true enforce it for every RetrainJob."
+            ),
+            json_schema_extra=validations(
+                cel("self || !oldSelf", message="fourEyes cannot be turned off once on")
+            ),
+        ),
+    ] = False
     backoff_limit: Annotated[int, Field(ge=0, le=10)] = 2
     active_deadline_seconds: Annotated[int, Field(ge=60, le=604800)] = 3600
     history_limit: Annotated[int, Field(ge=1, le=50)] = 10
