@@ -9,6 +9,9 @@
 # warm run takes a second. The first build takes many minutes; each step prints its elapsed time.
 set -euo pipefail
 
+# shellcheck source=hack/lib/kubernetes-module.sh
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib/kubernetes-module.sh"
+
 K8S_VERSION=${SEAWAY_K8S_VERSION:-v1.35.4}
 ETCD_VERSION=v3.6.16
 KWOK_VERSION=v0.8.0
@@ -57,47 +60,17 @@ build_kwok() {
 
 build_kubernetes() {
   local all=1 b
-  for b in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+  for b in "${K8S_CONTROL_PLANE_CMDS[@]}"; do
     is_current "$b" "$K8S_VERSION" || all=0
   done
   if [[ $all == 1 ]]; then say "kubernetes $K8S_VERSION: cached"; return; fi
   say "kubernetes $K8S_VERSION: resolving modules"
-  local t=$SECONDS dir=$WORK/kubernetes staging minor ld gomod kv
-  staging=v0.${K8S_VERSION#v1.}
-  minor=$(echo "$K8S_VERSION" | cut -d. -f2)
+  local t=$SECONDS dir=$WORK/kubernetes ld
   rm -rf "$dir" && mkdir -p "$dir" && cd "$dir"
-  go mod init local.build/kubernetes >/dev/null 2>&1
-  # k8s.io/kubernetes replaces its staging modules by ./staging paths, which a dependent module
-  # cannot follow; pin each one to its published version instead, listed from the real go.mod.
-  gomod=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" \
-    | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
-  local mods
-  mods=$(sed -n 's#^[[:space:]]*\(k8s.io/[a-z0-9-]*\) => \./staging/.*#\1#p' "$gomod")
-  for m in $mods; do go mod edit "-replace=$m=$m@$staging"; done
-  local gd
-  gd=$(awk '/^godebug /{print $2}' "$gomod")
-  [[ -n "$gd" ]] && go mod edit "-godebug=$gd"
-  cat > tools.go <<'GO'
-//go:build tools
-
-package tools
-
-import (
-	_ "k8s.io/kubernetes/cmd/kube-apiserver"
-	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
-	_ "k8s.io/kubernetes/cmd/kube-scheduler"
-	_ "k8s.io/kubernetes/cmd/kubectl"
-)
-GO
-  go get "k8s.io/kubernetes@$K8S_VERSION" >/dev/null
-  go mod tidy >/dev/null
+  k8s_module "$K8S_VERSION" "${K8S_CONTROL_PLANE_CMDS[@]}"
   say "kubernetes: modules resolved in $((SECONDS - t))s; compiling 4 binaries (the long step)"
-  ld="-s -w"
-  for kv in "gitVersion=$K8S_VERSION" gitMajor=1 "gitMinor=$minor" gitTreeState=clean \
-            "buildDate=2000-01-01T00:00:00Z"; do
-    ld="$ld -X k8s.io/component-base/version.$kv -X k8s.io/client-go/pkg/version.$kv"
-  done
-  for b in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+  ld=$(k8s_ldflags "$K8S_VERSION")
+  for b in "${K8S_CONTROL_PLANE_CMDS[@]}"; do
     if is_current "$b" "$K8S_VERSION"; then continue; fi
     local tb=$SECONDS
     go build -trimpath -ldflags "$ld" -o "$BIN/$b" "k8s.io/kubernetes/cmd/$b"
