@@ -124,6 +124,8 @@ build_image() {
   cp -a "$WHEELS" "$WORK/$name/wheels"
   local pip="env PYTHONPATH=/tmp/seaway-build /opt/seaway/bin/python -m pip"
   local opts="--quiet --no-cache-dir --disable-pip-version-check"
+  # The single-quoted hooks run in mmdebstrap's shell, where $1 is the root file system.
+  # shellcheck disable=SC2016
   SEAWAY_BUILD=$WORK/$name SEAWAY_CHECK=$check mmdebstrap --quiet --variant=minbase \
     --include=python3,ca-certificates \
     --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
