@@ -1,4 +1,4 @@
-"""Pure routing math: shares, random and sticky picks, bandit allocations, the reward ledger."""
+"""Pure routing math: shares, random and sticky picks, bandit allocations, signed request ids."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from seaway_serving.router import config, split
-from seaway_serving.router.bandit import Experiment, Ledger
+from seaway_serving.router.bandit import Experiment, Tickets
 from seaway_serving.router.config import BanditSettings
 
 
@@ -178,16 +178,15 @@ def test_fractional_rewards_update_the_posterior():
     assert 1 not in exp.arms
 
 
-def test_ledger_credits_once_and_forgets_old_and_excess_entries():
-    ledger = Ledger(capacity=3, ttl=10.0)
-    ledger.add("a", 1, now=0.0)
-    ledger.add("b", 2, now=1.0)
-    assert ledger.take("a", now=2.0) == 1
-    assert ledger.take("a", now=2.0) is None  # once
-    ledger.add("c", 1, now=3.0)
-    ledger.add("d", 1, now=4.0)
-    ledger.add("e", 2, now=5.0)  # over capacity: the oldest ("b") goes
-    assert len(ledger) == 3 and ledger.take("b", now=5.0) is None
-    assert ledger.take("c", now=14.0) is None  # older than the ttl
-    ledger.add("f", 1, now=20.0)  # trimming drops expired entries as new ones arrive
-    assert len(ledger) == 1 and ledger.take("f", now=20.5) == 1
+def test_tickets_are_redeemed_once_only_if_issued_here_and_fresh():
+    tickets = Tickets(capacity=2, ttl=10.0)
+    a = tickets.issue(1, now=0.0)
+    assert tickets.redeem(a, now=1.0) == (1, "")
+    assert tickets.redeem(a, now=2.0) == (None, "already rewarded")
+    assert tickets.redeem(tickets.issue(2, now=0.0), now=11.0) == (None, "expired")
+    assert Tickets(2, 10.0).redeem(a, now=1.0) == (None, "not issued by this router")
+    assert tickets.redeem("1.0.00.nope", now=1.0)[0] is None
+    assert tickets.redeem(tickets.issue(2, now=3.0), now=4.0) == (2, "")
+    # full of redeemed ids within the ttl: refused, never forgotten early (no second reward)
+    assert tickets.redeem(tickets.issue(1, now=4.0), now=5.0)[1].startswith("too many")
+    assert tickets.redeem(tickets.issue(1, now=12.0), now=12.5) == (1, "")  # a has expired

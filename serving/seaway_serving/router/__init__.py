@@ -11,7 +11,7 @@ Layers, from the wire down:
 ``proxy``     the request handler on ``seaway_serving.httpserver``; own endpoints
 ``upstream``  keep-alive connection pools to the backends (asyncio + httptools)
 ``metrics``   Prometheus metrics per backend and revision
-``bandit``    experiment state, Thompson sampling / epsilon-greedy, the reward ledger
+``bandit``    experiment state, Thompson sampling / epsilon-greedy, signed request ids
 ``split``     PURE: shares of traffic, weighted random and rendezvous (sticky) picks
 ``config``    PURE: the routes document (format v1), parsed and checked
 """

@@ -15,12 +15,16 @@ update a Beta posterior per variant: ``alpha = 1 + sum(r)``, ``beta = 1 + sum(1 
 Either way every variant keeps at least ``explorationFloorPercent`` of the experiment's traffic,
 so a variant that was unlucky early can still recover.
 
-The ledger remembers which variant answered each request id (bounded in size and age) so a
-reward posted later to ``/feedback`` is credited to that variant, once.
+Rewards are credited by :class:`Tickets`: the router issues each request routed to a variant
+an id that names the variant and carries the router's signature, so a reward posted later to
+``/feedback`` is credited to that variant, once, and only for an id this router issued.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import secrets
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -109,47 +113,62 @@ class Experiment:
                 del self.arms[r]
 
 
-class Ledger:
-    """request id -> variant revision, for rewards that arrive after the response.
+class Tickets:
+    """Request ids the router issues for experiment variants, and redeems once each.
 
-    Bounded: entries older than ``ttl`` seconds or beyond ``capacity`` are dropped, oldest
-    first (a dict keeps insertion order, so the oldest entry is always the first)."""
+    An id is ``<revision>.<issued ms, hex>.<nonce>.<signature>``: HMAC-SHA256 of the rest under
+    a key only this process knows. Clients used to pick their own ``X-Request-Id``: 300 forged
+    ids rewarded a revision past a ``promoteWinner`` threshold, and a flood of ids pushed real
+    ones out of the bounded ledger that mapped ids to variants. A signed id needs no memory
+    until it is redeemed, so issuing cannot be flooded, and it cannot be forged or pointed at
+    another variant. Redeemed ids are remembered until they expire (``ttl``); when ``capacity``
+    of them are remembered, further rewards are refused instead of forgetting one early (which
+    would let it be redeemed twice).
+    """
 
-    def __init__(self, capacity: int, ttl: float) -> None:
+    def __init__(self, capacity: int, ttl: float, key: bytes | None = None) -> None:
         self.capacity = capacity
         self.ttl = ttl
-        self._entries: dict[str, tuple[int, float]] = {}
+        self._key = key or secrets.token_bytes(32)
+        self._redeemed: dict[str, float] = {}  # id -> issue time, oldest first
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._redeemed)
 
-    def add(self, request_id: str, revision: int, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
-        entries = self._entries
-        entries.pop(request_id, None)
-        entries[request_id] = (revision, now)
-        if len(entries) > self.capacity or self._expired(now):
-            self._trim(now)
+    def _sign(self, body: str) -> str:
+        return hmac.new(self._key, body.encode(), hashlib.sha256).hexdigest()[:32]
 
-    def _expired(self, now: float) -> bool:
-        first = next(iter(self._entries.values()), None)
-        return first is not None and now - first[1] > self.ttl
+    def issue(self, revision: int, now: float | None = None) -> str:
+        now = time.time() if now is None else now
+        body = f"{revision}.{int(now * 1000):x}.{secrets.token_hex(8)}"
+        return f"{body}.{self._sign(body)}"
 
-    def _trim(self, now: float) -> None:
-        entries = self._entries
+    def redeem(self, request_id: str, now: float | None = None) -> tuple[int | None, str]:
+        """(revision, "") for a valid id seen the first time, else (None, why not)."""
+        now = time.time() if now is None else now
+        body, _, signature = request_id.rpartition(".")
+        parts = body.split(".")
+        if (len(parts) != 3 or len(signature) != 32 or not parts[0].isdigit()
+                or not hmac.compare_digest(signature, self._sign(body))):
+            return None, "not issued by this router"
+        try:
+            issued = int(parts[1], 16) / 1000
+        except ValueError:
+            return None, "not issued by this router"
+        if now - issued > self.ttl:
+            return None, "expired"
+        self._forget_expired(now)
+        if request_id in self._redeemed:
+            return None, "already rewarded"
+        if len(self._redeemed) >= self.capacity:
+            return None, "too many rewards within the ttl; retry later"
+        self._redeemed[request_id] = issued
+        return int(parts[0]), ""
+
+    def _forget_expired(self, now: float) -> None:
+        entries = self._redeemed
         while entries:
             key = next(iter(entries))
-            if len(entries) > self.capacity or now - entries[key][1] > self.ttl:
-                del entries[key]
-            else:
+            if now - entries[key] <= self.ttl:
                 break
-
-    def take(self, request_id: str, now: float | None = None) -> int | None:
-        """The variant that answered ``request_id``, once; None if unknown, expired or taken."""
-        entry = self._entries.pop(request_id, None)
-        if entry is None:
-            return None
-        now = time.monotonic() if now is None else now
-        if now - entry[1] > self.ttl:
-            return None
-        return entry[0]
+            del entries[key]

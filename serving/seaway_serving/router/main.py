@@ -64,7 +64,19 @@ async def serve(settings: RouterSettings) -> int:
         max_response=settings.max_response_bytes,
         max_mirror_in_flight=settings.max_mirror_in_flight,
         feedback_capacity=settings.feedback_capacity, feedback_ttl=settings.feedback_ttl_s)
-    router = Router(metrics, limits, access_log=settings.access_log, seed=settings.seed)
+    token = None
+    if settings.feedback_token_file is not None:
+        try:
+            token = settings.feedback_token_file.read_text().strip()
+        except OSError as exc:
+            raise StartupError(f"cannot read the feedback token file "
+                               f"{settings.feedback_token_file}: {exc.strerror or exc}",
+                               exit_code=2) from None
+        if len(token) < 16:
+            raise StartupError(f"the feedback token in {settings.feedback_token_file} is shorter "
+                               "than 16 characters", exit_code=2)
+    router = Router(metrics, limits, access_log=settings.access_log, seed=settings.seed,
+                    control_token=token, control_port=settings.control_port is not None)
     loader = Loader(router, metrics, settings.backend_urls)
 
     source: Any
@@ -95,6 +107,18 @@ async def serve(settings: RouterSettings) -> int:
         raise StartupError(f"cannot listen on {settings.host}:{settings.port}: "
                            f"{exc.strerror or exc}") from None
     log.info("Listening on %s:%d", settings.host, port, extra={"port": port})
+    control: HttpServer | None = None
+    if settings.control_port is not None:
+        control = HttpServer(router.control, max_body=settings.max_body_bytes,
+                             keepalive_timeout=settings.keepalive_timeout_s,
+                             request_timeout=settings.request_timeout_s)
+        try:
+            control_port = await control.start(settings.host, settings.control_port)
+        except OSError as exc:
+            raise StartupError(f"cannot listen on {settings.host}:{settings.control_port}: "
+                               f"{exc.strerror or exc}") from None
+        log.info("Serving /feedback and /experiment on %s:%d", settings.host, control_port,
+                 extra={"control_port": control_port})
     log.info("Following routes from %s", what)
     # Everything imported so far lives as long as the process: keep it out of the collector's
     # scans, or a full collection (~10 ms here) lands in some request's latency.
@@ -111,6 +135,9 @@ async def serve(settings: RouterSettings) -> int:
         if follower.done():  # a bug: the sources never return
             follower.result()
             raise StartupError("the routes source stopped")
+        if control is not None:
+            control.stop_accepting()
+            control.close_all()
         return await _drain(server, router, settings.shutdown_grace_s)
     finally:
         follower.cancel()

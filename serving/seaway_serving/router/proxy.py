@@ -12,11 +12,17 @@ Own endpoints (every other path is forwarded unchanged):
 ``GET /metrics``      Prometheus exposition
 ``POST /feedback``    rewards for experiment variants, by request id
 ``GET /experiment``   per-variant requests, rewards, allocation and best variant (JSON)
+
+The last two steer or reveal the experiment, so they can be kept from the traffic's clients:
+behind a bearer token (``SEAWAY_FEEDBACK_TOKEN_FILE``) and/or on a port of their own
+(``SEAWAY_CONTROL_PORT``), where the traffic port answers 404 for them. Rewards count only for
+request ids this router issued (:class:`~seaway_serving.router.bandit.Tickets`), once each.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 import random
@@ -28,7 +34,7 @@ from typing import Any
 
 from seaway_serving.httpserver import Deferred, Request, Response, error_response
 from seaway_serving.router import split as splitting
-from seaway_serving.router.bandit import Experiment, Ledger
+from seaway_serving.router.bandit import Experiment, Tickets
 from seaway_serving.router.config import Backend, Routes
 from seaway_serving.router.metrics import RouterMetrics
 from seaway_serving.router.upstream import Pool, UpstreamError, UpstreamResponse
@@ -81,7 +87,8 @@ class Live:
 
 class Router:
     def __init__(self, metrics: RouterMetrics, limits: Limits, *, access_log: bool = False,
-                 rng: random.Random | None = None, seed: int | None = None) -> None:
+                 rng: random.Random | None = None, seed: int | None = None,
+                 control_token: str | None = None, control_port: bool = False) -> None:
         self.metrics = metrics
         self.limits = limits
         self.access_log = access_log
@@ -90,14 +97,22 @@ class Router:
         self.pools: dict[str, Pool] = {}
         self.experiment = Experiment(seed)
         self.allocation: dict[int, float] = {}
-        self.ledger = Ledger(limits.feedback_capacity, limits.feedback_ttl)
+        self.tickets = Tickets(limits.feedback_capacity, limits.feedback_ttl)
+        self.control_token = control_token
         self.draining = False
         self.mirror_in_flight = 0
         self._realloc: asyncio.TimerHandle | None = None
+        self._control: dict[str, Callable[[Request], Response]] = {
+            "/feedback": self._guarded(self._feedback),
+            "/experiment": self._guarded(self._experiment),
+        }
         self._own: dict[str, Callable[[Request], Response]] = {
             "/healthz": self._healthz, "/readyz": self._readyz, "/metrics": self._metrics,
-            "/feedback": self._feedback, "/experiment": self._experiment,
         }
+        if not control_port:
+            self._own.update(self._control)
+        else:  # on the traffic port they are not the router's: 404, never forwarded
+            self._own.update(dict.fromkeys(self._control, _not_here))
 
     # ------------------------------------------------------------------ configuration
     @property
@@ -177,9 +192,6 @@ class Router:
             return error_response(503, "no routes yet: the router has not loaded a valid route "
                                   "document")
         headers = req.headers
-        rid = headers.get(REQUEST_ID)
-        if not rid or len(rid) > MAX_REQUEST_ID or not rid.isprintable():
-            rid = secrets.token_hex(12)
         key = None
         if live.sticky_header is not None:
             key = headers.get(live.sticky_header) or None
@@ -188,12 +200,16 @@ class Router:
         name = (live.split.pick_sticky(key.encode()) if key is not None
                 else live.split.pick(self.random()))
         pool = self.pools[name]
+        variant = live.variant_of.get(name)
+        if variant is not None:  # an id that can be rewarded: always the router's own
+            rid = self.tickets.issue(variant)
+            self.experiment.arm(variant).requests += 1
+        else:
+            rid = headers.get(REQUEST_ID) or ""
+            if not rid or len(rid) > MAX_REQUEST_ID or not rid.isprintable():
+                rid = secrets.token_hex(12)
         raw = _request_bytes(req, rid, None)
         fut = pool.request(raw, req.method == "HEAD")
-        variant = live.variant_of.get(name)
-        if variant is not None:
-            self.experiment.arm(variant).requests += 1
-            self.ledger.add(rid, variant)
         mirror = live.mirror
         if mirror is not None and mirror.name != name and self.random() < live.mirror_ratio:
             self._send_mirror(req, rid, mirror.name)
@@ -260,6 +276,28 @@ class Router:
         fut.add_done_callback(done)
 
     # ------------------------------------------------------------------ own endpoints
+    def control(self, req: Request) -> Response:
+        """The handler of the control port: /feedback and /experiment only."""
+        own = self._control.get(req.path)
+        return own(req) if own is not None else error_response(404, f"no route for {req.path}")
+
+    def _guarded(self, endpoint: Callable[[Request], Response]) -> Callable[[Request], Response]:
+        token = self.control_token
+        if token is None:
+            return endpoint
+        expected = f"Bearer {token}".encode()
+
+        def guarded(req: Request) -> Response:
+            given = req.headers.get("authorization", "").encode("latin-1")
+            if not hmac.compare_digest(given, expected):
+                resp = error_response(401, f"{req.path} needs the router's bearer token "
+                                      "(SEAWAY_FEEDBACK_TOKEN_FILE)")
+                resp.headers = b'www-authenticate: Bearer realm="seaway-router"\r\n'
+                return resp
+            return endpoint(req)
+
+        return guarded
+
     def _healthz(self, req: Request) -> Response:
         return _json(200, {"live": True})
 
@@ -351,10 +389,13 @@ class Router:
             parsed.append((rid, float(reward)))
         accepted = 0
         unknown: list[str] = []
+        why = ""
         for rid, reward in parsed:
-            revision = self.ledger.take(rid)
-            if revision is None or revision not in self.experiment.arms:
-                unknown.append(rid)
+            revision, why = self.tickets.redeem(rid)
+            if revision is not None and revision not in self.experiment.arms:
+                revision, why = None, "its variant is no longer in the experiment"
+            if revision is None:
+                unknown.append(rid[:MAX_REQUEST_ID])
                 self.metrics.feedback_unknown.inc()
                 continue
             self.experiment.reward(revision, reward)
@@ -363,8 +404,7 @@ class Router:
             self._realloc = asyncio.get_running_loop().call_later(REALLOCATE_EVERY_S,
                                                                   self._reallocate)
         if single and unknown:
-            return error_response(404, f"unknown request id {unknown[0]}: never routed to an "
-                                  "experiment variant, already rewarded, or expired")
+            return error_response(404, f"request id {unknown[0]!r} cannot be rewarded: {why}")
         return _json(200, {"accepted": accepted, "unknown": unknown})
 
 
@@ -393,6 +433,10 @@ def _client_response(up: UpstreamResponse) -> Response:
         elif lower not in HOP_RESPONSE:
             extra.append(b"%s: %s\r\n" % (name, value))
     return Response(up.status, up.body, content_type=content_type, headers=b"".join(extra))
+
+
+def _not_here(req: Request) -> Response:
+    return error_response(404, f"{req.path} is served on the router's control port")
 
 
 def _json(status: int, doc: Any) -> Response:

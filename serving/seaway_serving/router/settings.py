@@ -53,7 +53,14 @@ class RouterSettings(BaseSettings):
                                       "copies are dropped")
     feedback_ttl_s: float = Field(900.0, gt=0, description="How long a request id can be "
                                   "rewarded")
-    feedback_capacity: int = Field(200_000, ge=1, description="Request ids remembered")
+    feedback_capacity: int = Field(200_000, ge=1, description="Rewarded request ids "
+                                   "remembered (each can be rewarded once within the ttl)")
+    feedback_token_file: Path | None = Field(
+        None, description="File holding a bearer token that /feedback and /experiment require "
+        "(e.g. from a Secret)")
+    control_port: int | None = Field(
+        None, ge=0, le=65535, description="Serve /feedback and /experiment on this port only "
+        "(0: any free port), not on the traffic port")
     poll_interval_s: float = Field(0.1, gt=0, le=1.0, description="--config file poll period")
     shutdown_grace_s: float = Field(25.0, ge=0)
     log_level: str = "INFO"
