@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from seaway_serving import protocol
+from seaway_serving import fastpath, protocol
 from seaway_serving.batching import Batcher, Outputs
 from seaway_serving.loader import LoadedModel
 from seaway_serving.metrics import ServingMetrics
@@ -44,6 +44,8 @@ class Served:
     revision: str
     spec: protocol.InputSpec
     output_types: dict[str, str]
+    #: The tree fast path or the estimator (see fastpath.py and loader.choose_predictor).
+    predictor: fastpath.Predictor
 
 
 class DataPlane:
@@ -63,7 +65,8 @@ class DataPlane:
         spec = protocol.InputSpec(feature_names=tuple(f.name for f in m.inputs),
                                   allow_nan=m.allow_nan, outputs=tuple(outputs))
         types = {"predict": m.outputs.predict_datatype, "predict_proba": "FP64"}
-        self.served = Served(model, name, revision, spec, types)
+        predictor = model.predictor or fastpath.EstimatorPredictor(model.estimator)
+        self.served = Served(model, name, revision, spec, types, predictor)
         s = self.settings
         self.batcher = Batcher(self._predict, loop=loop, max_batch_size=s.max_batch_size,
                                max_wait_s=s.max_batch_wait_ms / 1000, max_queue=s.max_queue,
@@ -73,7 +76,7 @@ class DataPlane:
 
         self.metrics.bind(name, revision, m, model.digest, sklearn_version=sklearn.__version__,
                           queue_depth=lambda: batcher.depth, window=s.drift_window,
-                          min_rows=s.drift_min_rows)
+                          min_rows=s.drift_min_rows, predict_path=predictor.path)
         self.metrics.ready.set(1)
         self.state = State.READY
         return self.served
@@ -145,10 +148,9 @@ class DataPlane:
         """Runs in a predict worker thread."""
         served = self.served
         assert served is not None
-        est = served.model.estimator
-        pred = np.asarray(est.predict(x))
+        pred, proba = served.predictor.outputs(x, "predict_proba" in wanted)
         out: Outputs = {"predict": pred}
-        if "predict_proba" in wanted:
-            out["predict_proba"] = np.asarray(est.predict_proba(x), dtype=np.float64)
+        if proba is not None:
+            out["predict_proba"] = proba
         self.metrics.observe_batch(x, pred)
         return out

@@ -13,6 +13,7 @@ fingerprint; :func:`load_file` proves instead that the model predicts a few fixe
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import warnings
@@ -23,7 +24,7 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from seaway_serving import bundle
+from seaway_serving import bundle, fastpath
 from seaway_serving.errors import BundleRefused
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,10 @@ class LoadedModel:
     digest: str
     #: True for a bare model file: the manifest was derived here, not shipped with the model.
     derived: bool = False
+    #: What the server calls to predict, set by :func:`choose_predictor` (None: the estimator).
+    predictor: fastpath.Predictor | None = None
+    #: Why that predictor, for the load log line.
+    predictor_reason: str = ""
 
     @property
     def n_features(self) -> int:
@@ -241,6 +246,19 @@ def load_file(path: Path, policy: Policy) -> LoadedModel:
     manifest = derive_manifest(estimator, path, fmt, data)
     del data
     return LoadedModel(manifest=manifest, estimator=estimator, digest=digest, derived=True)
+
+
+def choose_predictor(model: LoadedModel) -> LoadedModel:
+    """The model with its predictor: the tree fast path if it is bitwise equal to the estimator
+    on the manifest's sample rows (see fastpath.py), else the estimator itself.
+
+    Apart from :func:`load` because it costs a few predict calls of the estimator, which a caller
+    that only verifies a bundle does not need.
+    """
+    rows = bundle.rows_from_json(model.manifest.sample.inputs)
+    predictor, reason = fastpath.choose(model.estimator, rows,
+                                        proba=model.manifest.outputs.predict_proba)
+    return dataclasses.replace(model, predictor=predictor, predictor_reason=reason)
 
 
 def load(location: Path, policy: Policy) -> LoadedModel:

@@ -174,19 +174,25 @@ class ServingMetrics:
                           [*labels, "digest", "sklearn_version", "format"], registry=r)
         self.ready = Gauge("seaway_model_ready", "1 when the model is loaded, self-checked "
                            "and ready", registry=r)
+        self.predict_path = Gauge("seaway_predict_path", "How the model predicts (value 1): "
+                                  "fast-trees (the tree fast path, proven bitwise equal to the "
+                                  "estimator at load) or estimator", [*labels, "path"],
+                                  registry=r)
         self._by_code: dict[int, tuple[Any, Any]] = {}
         self._labels: tuple[str, str] | None = None
         self.drift: DriftWindow | None = None
         self._class_children: dict[Any, Any] = {}
 
     def bind(self, model: str, revision: str, manifest: bundle.Manifest, digest: str, *,
-             sklearn_version: str, queue_depth: Any, window: int, min_rows: int) -> None:
+             sklearn_version: str, queue_depth: Any, window: int, min_rows: int,
+             predict_path: str = "estimator") -> None:
         self._labels = (model, revision)
         self._latency = self.latency.labels(model, revision)
         self._batch = self.batch_size.labels(model, revision)
         self._value = self.prediction_value.labels(model, revision)
         self.queue_depth.labels(model, revision).set_function(queue_depth)
         self.info.labels(model, revision, digest, sklearn_version, manifest.format).set(1)
+        self.predict_path.labels(model, revision, predict_path).set(1)
         self._classify = manifest.task == "classification"
         if manifest.fingerprint is not None:
             self.drift = DriftWindow(manifest.fingerprint, len(manifest.inputs), window, min_rows)

@@ -29,7 +29,7 @@ from seaway_serving import contract, logs, sources
 from seaway_serving.dataplane import DataPlane
 from seaway_serving.errors import StartupError
 from seaway_serving.httpserver import HttpServer
-from seaway_serving.loader import LoadedModel, Policy, load
+from seaway_serving.loader import LoadedModel, Policy, choose_predictor, load
 from seaway_serving.metrics import ServingMetrics
 from seaway_serving.rest import Rest
 from seaway_serving.settings import ServingSettings, known_variables
@@ -57,18 +57,20 @@ def fetch_and_load(settings: ServingSettings, work_dir: Path) -> LoadedModel:
                     allow_unverified=settings.allow_unverified,
                     trusted_types=tuple(settings.trusted_types),
                     expected_format=settings.model_format)
-    model = load(bundle_dir, policy)
+    model = choose_predictor(load(bundle_dir, policy))
+    path = {"predict_path": model.predictor.path if model.predictor else "estimator",
+            "predict_path_reason": model.predictor_reason}
     if model.derived:
         log.info("Loaded bare model file %s (no manifest: it predicted %d fixed rows, but there "
                  "is no self-check against recorded outputs and no drift fingerprint; "
                  "`seaway bundle create` makes a bundle with both)", bundle_dir.name,
                  len(model.manifest.sample.inputs),
                  extra={"digest": model.digest, "estimator": model.manifest.estimator,
-                        "seconds": round(time.monotonic() - t0, 3)})
+                        "seconds": round(time.monotonic() - t0, 3), **path})
         return model
     log.info("Loaded and self-checked bundle",
              extra={"digest": model.digest, "estimator": model.manifest.estimator,
-                    "seconds": round(time.monotonic() - t0, 3)})
+                    "seconds": round(time.monotonic() - t0, 3), **path})
     return model
 
 
