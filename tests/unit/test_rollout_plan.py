@@ -498,3 +498,22 @@ def test_the_progress_deadline_counts_from_the_written_canary() -> None:
     assert sim.fate(2) == "Canary", "the 30 s without the API server do not count"
     sim.step(s2, after=0.4, outages=outage)
     assert sim.fate(2) == "Failed"
+
+
+def test_a_revision_rolled_out_again_keeps_no_stale_reason() -> None:
+    """r1 retired (reason Replaced), then its template applied again: r1 is a canary anew, and
+    `seaway history` must not show it as "Replaced"."""
+    sim = Sim()
+    stable_at_one(sim)
+    immediate = {"strategy": "Immediate"}
+    sim.step(spec(D2, rollout=immediate))
+    sim.ready[2] = 2
+    sim.step(spec(D2, rollout=immediate), after=5)
+    assert sim.status.stable_revision == 2
+    r1 = revisions.find_by_number(sim.status.revisions, 1)
+    assert r1 is not None and (r1.fate, r1.reason) == ("Retired", "Replaced")
+    sim.ready[1] = 0
+    sim.step(spec(D1), after=5)
+    r1 = revisions.find_by_number(sim.status.revisions, 1)
+    assert r1 is not None and r1.fate == "Canary"
+    assert r1.reason is None and r1.message is None

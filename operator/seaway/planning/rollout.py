@@ -356,6 +356,8 @@ class _Pass:
             self.st.current_step_index = 0
             self.st.steps_hash = None
             desired.fate = "Canary"
+            # a revision coming back (its template applied again) starts anew: no stale reason
+            desired.reason, desired.message = None, None
             desired.ready_at = None  # a revision coming back from zero must become ready anew
             desired.finished_at = None
             self.st.analysis = None
