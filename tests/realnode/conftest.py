@@ -1,9 +1,10 @@
 """Tests against a real node: Pods run in containers on this host (``cluster up --real-node``).
 
-Every test here is marked ``real_node``. They share ONE cluster for the session (the node takes
-about 15 s to come up and its images as long to import), started with the command a user runs,
-in a temporary cache directory, and stopped with ``seaway cluster down`` by the last test, which
-then checks the host item by item against what it was before ``up``.
+Every test here is marked ``real_node`` (and ``cluster``: a control plane runs too). They share
+ONE cluster for the session (the node takes seconds to come up and its images as long to
+import), started with the command a user runs, in a temporary cache directory, and stopped with
+``seaway cluster down`` by the last test, which then checks the host item by item against what
+it was before ``up``.
 
 Only one real node can run on a host, so sessions on the same host queue on a lock file
 (:data:`QUEUE`) before starting theirs. When the node cannot come up (not root, ``make node`` or
@@ -46,6 +47,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if HERE in Path(str(item.path)).resolve().parents:
             item.add_marker(pytest.mark.real_node)
+            item.add_marker(pytest.mark.cluster)  # it runs a control plane too
 
 
 def unavailable(reason: str) -> NoReturn:
