@@ -42,7 +42,8 @@ def build_app(name: str, model: Any) -> Any:
             x = np.asarray(tensor["data"], dtype=np.float64).reshape(tensor["shape"])
             pred = model.predict(x)
             payload = json.dumps({"model_name": name, "outputs": [
-                {"name": "predict", "datatype": "INT64", "shape": list(pred.shape),
+                {"name": "predict", "datatype": "FP64" if pred.dtype.kind == "f" else "INT64",
+                 "shape": list(pred.shape),
                  "data": pred.tolist()}]}).encode()
             status = 200
         await send({"type": "http.response.start", "status": status,

@@ -1,8 +1,9 @@
-"""Benchmark seaway-serve against MLServer and a bare endpoint, in one run on one machine.
+"""Benchmark seaway-serve against MLServer, KServe and a bare endpoint, in one run on one machine.
 
 Not a test: run it on demand and read the ratios (each anchor is measured in the same run, so
-machine speed cancels out). For each model (LogisticRegression and a 100-tree RandomForest on
-scikit-learn's breast_cancer data, 75/25 stratified split, seed 0) and each server config, a
+machine speed cancels out). For each model (see MODELS: a linear model, a scaler + linear
+Pipeline, and the tree ensembles of the fast path, on scikit-learn's breast_cancer data, 75/25
+stratified split, seed 0; regressors fit the 0/1 label as a number) and each server config, a
 fresh server process is started on 127.0.0.1, timed to ready, checked for one correct answer,
 warmed up, then driven by ``wrk`` (1 thread, keep-alive, one-row V2 requests) at each
 concurrency; RSS of its whole process tree is read after the load; then it is stopped by PID.
@@ -12,17 +13,23 @@ Configs:
   bare              bench/bare_endpoint.py: raw ASGI on uvicorn + httptools, the floor
   mlserver-default  MLServer + mlserver-sklearn as shipped (parallel_workers=1)
   mlserver-pw0      the same with parallel workers off (inference in the server process)
+  kserve            KServe's ModelServer with bench/kserve_model.py, KServe's defaults
 
-MLServer cannot share Seaway's virtualenv (its pins conflict); create it apart, e.g.:
+uvicorn (for ``bare``) comes with the dev extra (``make venv``) or ``pip install -e .[bench]``.
+MLServer and KServe cannot share Seaway's virtualenv (their pins conflict with ours and with
+each other); create them apart, e.g.:
 
+    SK=$(.venv/bin/python -c 'import sklearn; print(sklearn.__version__)')
     python3 -m venv ~/.cache/seaway/mlserver-venv
     ~/.cache/seaway/mlserver-venv/bin/pip install mlserver mlserver-sklearn "uvloop<0.22" \
-        scikit-learn==$(.venv/bin/python -c 'import sklearn; print(sklearn.__version__)')
+        scikit-learn==$SK
+    python3 -m venv ~/.cache/seaway/kserve-bench-venv
+    ~/.cache/seaway/kserve-bench-venv/bin/pip install kserve scikit-learn==$SK
 
 (uvloop<0.22: with newer uvloop MLServer 1.7's default inference worker dies at start.)
 Needs ``wrk`` (Debian: apt-get install wrk). Usage:
 
-    .venv/bin/python bench/serving.py --duration 10 --out bench-results.json
+    .venv/bin/python bench/serving.py --duration 5 --out bench-results.json
 """
 
 from __future__ import annotations
@@ -45,10 +52,12 @@ from typing import Any
 
 import joblib
 import numpy as np
+from sklearn import ensemble
 from sklearn.datasets import load_breast_cancer
-from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from seaway_serving import bundle
 
@@ -75,15 +84,28 @@ end
 
 
 # ------------------------------------------------------------------------------ models
-def prepare(work: Path) -> dict[str, Any]:
-    """Train both models; write a Seaway bundle, an MLServer model dir and the payload."""
+MODELS: dict[str, Any] = {
+    "logreg": lambda: LogisticRegression(max_iter=10000, random_state=0),
+    "pipeline": lambda: make_pipeline(StandardScaler(), LogisticRegression(random_state=0)),
+    "rf": lambda: ensemble.RandomForestClassifier(n_estimators=100, random_state=0),
+    "et": lambda: ensemble.ExtraTreesClassifier(n_estimators=100, random_state=0),
+    "gb": lambda: ensemble.GradientBoostingClassifier(random_state=0),
+    "hgb": lambda: ensemble.HistGradientBoostingClassifier(random_state=0),
+    "rf-reg": lambda: ensemble.RandomForestRegressor(n_estimators=100, random_state=0),
+    "et-reg": lambda: ensemble.ExtraTreesRegressor(n_estimators=100, random_state=0),
+    "gb-reg": lambda: ensemble.GradientBoostingRegressor(random_state=0),
+    "hgb-reg": lambda: ensemble.HistGradientBoostingRegressor(random_state=0),
+}
+
+
+def prepare(work: Path, names: list[str]) -> dict[str, Any]:
+    """Train the models; write a Seaway bundle, an MLServer model dir and the payload."""
     x, y = load_breast_cancer(return_X_y=True)
     x_tr, x_te, y_tr, _ = train_test_split(x, y, test_size=0.25, random_state=0, stratify=y)
-    models = {"logreg": LogisticRegression(max_iter=10000, random_state=0),
-              "rf": RandomForestClassifier(n_estimators=100, random_state=0)}
     expected = {}
-    for name, est in models.items():
-        est.fit(x_tr, y_tr)
+    for name in names:
+        est = MODELS[name]()
+        est.fit(x_tr, y_tr.astype(np.float64) if name.endswith("-reg") else y_tr)
         d = work / name
         bundle.create_from_estimator(est, d / "bundle", name=name, data=x_tr)
         mls = d / "mlserver"
@@ -92,7 +114,7 @@ def prepare(work: Path) -> dict[str, Any]:
         (mls / "model-settings.json").write_text(json.dumps({
             "name": name, "implementation": "mlserver_sklearn.SKLearnModel",
             "parameters": {"uri": "./model.joblib"}}))
-        expected[name] = int(est.predict(x_te[:1])[0])
+        expected[name] = est.predict(x_te[:1]).tolist()[0]
     row = x_te[0]
     (work / "payload.json").write_text(json.dumps({"inputs": [{
         "name": "input-0", "shape": [1, 30], "datatype": "FP64", "data": row.tolist()}]}))
@@ -170,7 +192,7 @@ class Running:
     pids: list[int] = field(default_factory=list)
 
 
-def start(config: str, name: str, work: Path, mlserver_venv: Path) -> Running:
+def start(config: str, name: str, work: Path, args: argparse.Namespace) -> Running:
     port = free_port()
     env = dict(os.environ)
     model_dir = work / name
@@ -184,12 +206,17 @@ def start(config: str, name: str, work: Path, mlserver_venv: Path) -> Running:
         cmd = [sys.executable, str(HERE / "bare_endpoint.py"), "--name", name, "--model",
                str(model_dir / "bundle" / "model.joblib"), "--port", str(port)]
     elif config.startswith("mlserver"):
-        cmd = [str(mlserver_venv / "bin" / "mlserver"), "start", str(model_dir / "mlserver")]
+        cmd = [str(args.mlserver_venv / "bin" / "mlserver"), "start",
+               str(model_dir / "mlserver")]
         env.update(MLSERVER_HOST=HOST, MLSERVER_HTTP_PORT=str(port),
                    MLSERVER_GRPC_PORT=str(free_port()),
                    MLSERVER_METRICS_PORT=str(free_port()))
         if config == "mlserver-pw0":
             env["MLSERVER_PARALLEL_WORKERS"] = "0"
+    elif config == "kserve":
+        cmd = [str(args.kserve_venv / "bin" / "python"), str(HERE / "kserve_model.py"),
+               "--name", name, "--model", str(model_dir / "bundle" / "model.joblib"),
+               "--http_port", str(port), "--grpc_port", str(free_port())]
     else:
         raise SystemExit(f"unknown config {config}")
     log = (work / f"{config}-{name}.log").open("wb")
@@ -241,16 +268,23 @@ def wrk(port: int, name: str, conns: int, seconds: int, work: Path) -> dict[str,
 
 
 # ------------------------------------------------------------------------------ main
+def same_answer(got: Any, want: Any) -> bool:
+    """Servers encode floats differently (shortest repr or not): equal to 1e-9 relative."""
+    if isinstance(want, float):
+        return isinstance(got, (int, float)) and abs(got - want) <= 1e-9 * max(1.0, abs(want))
+    return bool(got == want)
+
+
 def run_one(config: str, name: str, work: Path, args: argparse.Namespace,
-            expected: int) -> dict[str, Any]:
+            expected: Any) -> dict[str, Any]:
     rec: dict[str, Any] = {"config": config, "model": name}
-    run = start(config, name, work, args.mlserver_venv)
+    run = start(config, name, work, args)
     try:
         rec["ready_s"] = round(wait_ready(run, name), 2)
         status, body = http_call(run.port, "POST", f"/v2/models/{name}/infer",
                                  (work / "payload.json").read_bytes(), timeout=30)
         answer = json.loads(body)["outputs"][0]["data"][0]
-        if status != 200 or int(answer) != expected:
+        if status != 200 or not same_answer(answer, expected):
             raise RuntimeError(f"wrong answer: {status} {body[:200]!r}")
         wrk(run.port, name, 16, args.warmup, work)
         rec["runs"] = {}
@@ -259,7 +293,7 @@ def run_one(config: str, name: str, work: Path, args: argparse.Namespace,
             r = wrk(run.port, name, c, args.duration, work)
             r["cpu_us_per_req"] = (tree_cpu_s(run.proc.pid) - cpu0) / max(1, r["requests"]) * 1e6
             rec["runs"][c] = r
-            print(f"  {config:17s} {name:6s} c={c:<3d} {r['rps']:9.0f} req/s  "
+            print(f"  {config:17s} {name:8s} c={c:<3d} {r['rps']:9.0f} req/s  "
                   f"p50 {r['p50_us'] / 1e3:7.2f} ms  p99 {r['p99_us'] / 1e3:8.2f} ms  "
                   f"non-2xx {r['non2xx']} socket errors {r['socket_errors']}", flush=True)
         rec["rss_mib"] = round(tree_rss_mib(run.proc.pid), 1)
@@ -291,62 +325,122 @@ def table(results: list[dict[str, Any]], conns: list[int]) -> str:
 
 def ratios(results: list[dict[str, Any]], conns: list[int]) -> str:
     by = {(r["config"], r["model"]): r for r in results if "error" not in r}
-    rows = ["| model | conc. | vs | req/s ratio | p99 ratio | RSS ratio |",
-            "|---|---:|---|---:|---:|---:|"]
-    for model in ("logreg", "rf"):
+    rows = ["| model | conc. | vs | req/s ratio | p50 ratio | p99 ratio | RSS ratio |",
+            "|---|---:|---|---:|---:|---:|---:|"]
+    for model in dict.fromkeys(r["model"] for r in results):
         ours = by.get(("seaway", model))
         if ours is None:
             continue
-        for other in ("mlserver-default", "mlserver-pw0", "bare"):
+        for other in ("mlserver-default", "mlserver-pw0", "kserve", "bare"):
             them = by.get((other, model))
             if them is None:
                 continue
             for c in conns:
                 a, b = ours["runs"][c], them["runs"][c]
                 rows.append(f"| {model} | {c} | {other} | {a['rps'] / b['rps']:.2f}x | "
+                            f"{a['p50_us'] / b['p50_us']:.2f}x | "
                             f"{a['p99_us'] / b['p99_us']:.2f}x | "
                             f"{ours['rss_mib'] / them['rss_mib']:.2f}x |")
     return "\n".join(rows)
 
 
+def goals(results: list[dict[str, Any]]) -> str:
+    """Issue 17's goals at one client, as measured in this run."""
+    by = {(r["config"], r["model"]): r["runs"][1] for r in results
+          if "error" not in r and 1 in r["runs"]}
+    rows = ["| goal (c=1) | measured | met |", "|---|---|---|"]
+    rf = by.get(("seaway", "rf"))
+    if rf is not None:
+        p50 = rf["p50_us"] / 1e3
+        met = "yes" if p50 <= 0.5 else "no"
+        rows.append(f"| rf: seaway p50 <= 0.5 ms | {p50:.2f} ms | {met} |")
+        for other in ("mlserver-default", "mlserver-pw0"):
+            them = by.get((other, "rf"))
+            if them is not None:
+                x = rf["rps"] / them["rps"]
+                rows.append(f"| rf: seaway req/s >= 3x {other} | {rf['rps']:.0f} vs "
+                            f"{them['rps']:.0f} req/s: {x:.2f}x | {'yes' if x >= 3 else 'no'} |")
+    for model in dict.fromkeys(r["model"] for r in results):
+        ours, bare = by.get(("seaway", model)), by.get(("bare", model))
+        if ours is None or bare is None:
+            continue
+        x = ours["p50_us"] / bare["p50_us"]
+        rows.append(f"| {model}: seaway p50 <= bare p50 + 5% | {ours['p50_us'] / 1e3:.2f} vs "
+                    f"{bare['p50_us'] / 1e3:.2f} ms: {x:.2f}x | {'yes' if x <= 1.05 else 'no'} |")
+    return "\n".join(rows)
+
+
+def machine() -> str:
+    load = " / ".join(f"{v:.1f}" for v in os.getloadavg())
+    return f"{os.cpu_count()} cores, load average {load} (1/5/15 min)"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--configs", default="seaway,bare,mlserver-default,mlserver-pw0")
-    ap.add_argument("--models", default="logreg,rf")
+    ap.add_argument("--configs", default="seaway,bare,mlserver-default,mlserver-pw0,kserve")
+    ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--conns", default="1,16,64")
-    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--duration", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--mlserver-venv", type=Path,
                     default=Path.home() / ".cache" / "seaway" / "mlserver-venv")
+    ap.add_argument("--kserve-venv", type=Path,
+                    default=Path.home() / ".cache" / "seaway" / "kserve-bench-venv")
     ap.add_argument("--out", type=Path, help="Also write the raw results here (JSON)")
     args = ap.parse_args()
     args.conns = [int(c) for c in args.conns.split(",")]
-    if shutil.which("wrk") is None:
-        raise SystemExit("wrk not found (Debian: apt-get install wrk)")
     configs = args.configs.split(",")
+    names = args.models.split(",")
+    problems = [f"unknown model {n} (known: {', '.join(MODELS)})" for n in names
+                if n not in MODELS]
+    if shutil.which("wrk") is None:
+        problems.append("wrk not found (Debian: apt-get install wrk)")
+    if "bare" in configs:
+        try:
+            import uvicorn  # noqa: F401
+        except ImportError:
+            problems.append("uvicorn not installed (for the bare config): make venv, or "
+                            "pip install -e '.[bench]'")
     if any(c.startswith("mlserver") for c in configs) and not (
             args.mlserver_venv / "bin" / "mlserver").exists():
-        raise SystemExit(f"no MLServer in {args.mlserver_venv}; see this script's docstring")
+        problems.append(f"no MLServer in {args.mlserver_venv} (--mlserver-venv); see this "
+                        "script's docstring, or leave its configs out with --configs")
+    if "kserve" in configs and not (args.kserve_venv / "bin" / "python").exists():
+        problems.append(f"no KServe in {args.kserve_venv} (--kserve-venv); see this "
+                        "script's docstring, or leave it out with --configs")
+    if problems:
+        raise SystemExit("\n".join(problems))
+    before = machine()
     with tempfile.TemporaryDirectory(prefix="seaway-bench-") as tmp:
         work = Path(tmp)
-        expected = prepare(work)
+        expected = prepare(work, names)
         results = []
-        for name in args.models.split(","):
+        for name in names:
             for config in configs:
                 results.append(run_one(config, name, work, args, expected[name]))
     print()
-    print(f"{len(os.sched_getaffinity(0))} cores; wrk 1 thread, {args.duration} s per point, "
-          f"one-row requests; python {sys.version.split()[0]}, numpy {np.__version__}, "
+    print(f"{len(os.sched_getaffinity(0))} usable cores; before the run {before}; after it "
+          f"{machine()}")
+    print(f"wrk 1 thread, {args.duration} s per point, one-row requests; python "
+          f"{sys.version.split()[0]}, scikit-learn {sklearn_version()}, numpy {np.__version__}, "
           f"joblib {joblib.__version__}")
     print(table(results, args.conns))
     print()
     print(ratios(results, args.conns))
+    print()
+    print(goals(results))
     if args.out:
         args.out.write_text(json.dumps(results, indent=2))
     failed = [r for r in results if "error" in r]
     if failed:
         print(f"\n{len(failed)} configuration(s) failed, see their logs above")
         sys.exit(1)
+
+
+def sklearn_version() -> str:
+    import sklearn
+
+    return str(sklearn.__version__)
 
 
 if __name__ == "__main__":
