@@ -61,6 +61,12 @@ def test_a_host_with_everything_has_no_problem() -> None:
          "another Kubernetes node's iptables chains",
          "iptables chains of another Kubernetes node are on this host "
          "(iptables/nat/KUBE-SERVICES); a real node would remove them when it stops"),
+        ({"has_overlay": False}, "no overlay file system",
+         "the kernel has no overlay file system, which containerd needs "
+         "(load it: modprobe overlay)"),
+        ({"has_bridge_netfilter": False}, "no bridge netfilter",
+         "bridged traffic does not pass iptables (/proc/sys/net/bridge is missing), so Pods "
+         "could not reach Services (load it: modprobe br_netfilter)"),
         ({"long_sockets": ("/very/long/containerd.sock",)}, "run directory path too long",
          "the run directory's path is too long for a unix socket (/very/long/containerd.sock); "
          "use a shorter XDG_CACHE_HOME or --name"),

@@ -42,6 +42,11 @@ class Facts:
     #: KUBE-*/CNI-* iptables chains while no Seaway node holds the lock.
     foreign_chains: tuple[str, ...]
     long_sockets: tuple[str, ...]
+    #: The kernel mounts overlay file systems (``/proc/filesystems`` lists ``overlay``).
+    has_overlay: bool = True
+    #: Bridged traffic passes iptables (``/proc/sys/net/bridge`` exists: br_netfilter loaded),
+    #: without which a Pod cannot reach a Service whose endpoint is on the same bridge.
+    has_bridge_netfilter: bool = True
 
 
 def problems(facts: Facts) -> list[Problem]:
@@ -105,6 +110,22 @@ def problems(facts: Facts) -> list[Problem]:
                 "a real node would remove them when it stops",
             )
         )
+    if not facts.has_overlay:
+        found.append(
+            Problem(
+                "no overlay file system",
+                "the kernel has no overlay file system, which containerd needs "
+                "(load it: modprobe overlay)",
+            )
+        )
+    if not facts.has_bridge_netfilter:
+        found.append(
+            Problem(
+                "no bridge netfilter",
+                "bridged traffic does not pass iptables (/proc/sys/net/bridge is missing), so "
+                "Pods could not reach Services (load it: modprobe br_netfilter)",
+            )
+        )
     if facts.long_sockets:
         found.append(
             Problem(
@@ -156,4 +177,14 @@ def gather(
         pod_range_used=tuple(network.pod_range_conflicts()),
         foreign_chains=chains,
         long_sockets=tuple(str(p) for p in node.too_long()),
+        has_overlay=_kernel_has_overlay(),
+        has_bridge_netfilter=Path("/proc/sys/net/bridge").is_dir(),
     )
+
+
+def _kernel_has_overlay() -> bool:
+    try:
+        listed = Path("/proc/filesystems").read_text()
+    except OSError:
+        return False
+    return any(line.split()[-1:] == ["overlay"] for line in listed.splitlines())
