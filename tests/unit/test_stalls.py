@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -110,3 +111,53 @@ def test_too_few_requests_is_no_stall() -> None:
     result = Result(status.model_copy(deep=True))
     stalls.explain_analysis(result, status, now="2026-11-30T06:01:00Z", generation=1)  # type: ignore[arg-type]
     assert result.events == [] and result.status == status
+
+
+class ForbiddenKube:
+    """Enough of ``Kube`` for one pass whose Deployment list is forbidden (a trimmed RBAC)."""
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        self.body = body
+        self.written: list[dict[str, Any]] = []
+        self.events: list[tuple[str, str, str]] = []
+
+    def budget(self, seconds: float) -> Any:
+        import contextlib
+
+        return contextlib.nullcontext()
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        return json.loads(json.dumps(self.body)) if kind == "ModelDeployment" else None
+
+    def list(self, kind: str, namespace: str, selector: str | None = None) -> list[Any]:
+        from seaway.k8s.kube import KubeError
+
+        raise KubeError(403, f'{kind.lower()}s.apps is forbidden: User "seaway" cannot list'
+                             f' resource "{kind.lower()}s" in the namespace "{namespace}"')
+
+    def replace_status(self, kind: str, body: dict[str, Any]) -> None:
+        self.written.append(body["status"])
+        self.body = body
+
+    def event(self, body: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        self.events.append((type_, reason, message))
+
+
+def test_a_forbidden_read_holds_the_pass_once(caplog: pytest.LogCaptureFixture) -> None:
+    from seaway.handlers import modeldeployment as handler
+
+    body = {"apiVersion": "seaway.dev/v1alpha1", "kind": "ModelDeployment",
+            "metadata": {"name": "churn", "namespace": "ml", "generation": 1, "uid": "u"},
+            "spec": spec().model_dump(by_alias=True, exclude_none=True)}  # fmt: skip
+    kube = ForbiddenKube(body)
+    settings = handler.Settings(clock=lambda: T0)
+    for _ in range(3):
+        assert handler.reconcile(kube, "ml", "churn", settings) == stalls.RETRY_SECONDS  # type: ignore[arg-type]
+    assert len(kube.written) == 1, "an unchanged status is not written again"
+    ready = next(c for c in kube.written[0]["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "Forbidden")
+    assert 'cannot list resource "deployments"' in ready["message"]
+    assert "grant it in the operator's RBAC" in ready["message"]
+    assert [e[1] for e in kube.events] == ["Forbidden"]
+    said = [r for r in caplog.records if "cannot progress" in r.getMessage()]
+    assert len(said) == 1 and not any(r.exc_info for r in caplog.records)

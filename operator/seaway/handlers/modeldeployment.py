@@ -48,7 +48,7 @@ def stalls_on(kind: str, verb: str, namespace: str) -> Iterator[None]:
     try:
         yield
     except KubeError as exc:
-        stall = stalls.from_api_error(kind, verb, exc.status, namespace)
+        stall = stalls.from_api_error(kind, verb, exc.status, namespace, exc.message)
         if stall is None:
             raise
         raise Stalled(stall) from None
@@ -411,8 +411,14 @@ def reconcile(kube: Kube, namespace: str, name: str, settings: Settings) -> floa
             return None
         with kube.budget(PASS_BUDGET):
             now = settings.clock()
-            model, blocked = resolve(kube, md)
-            observed, live = observe(kube, md)
+            try:
+                with stalls_on("its objects", "read", namespace):
+                    model, blocked = resolve(kube, md)
+                    observed, live = observe(kube, md)
+            except Stalled as stalled:
+                if stalled.stall.reason != "Forbidden":
+                    raise
+                return hold_stalled(kube, body, md, stalled.stall, now)
             result = plan(
                 md.spec,
                 md.status,

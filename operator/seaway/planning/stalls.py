@@ -46,8 +46,13 @@ class Stall:
     message: str
 
 
-def from_api_error(kind: str, verb: str, status: int, namespace: str) -> Stall | None:
-    """The stall a refused write means, or None when retrying may help (not ours to explain)."""
+def from_api_error(
+    kind: str, verb: str, status: int, namespace: str, detail: str | None = None
+) -> Stall | None:
+    """The stall a refused request means, or None when retrying may help (not ours to explain).
+
+    ``detail`` is the API server's own message; for a 403 it names the resource and verb.
+    """
     if status == 404:
         hint = _INSTALL_HINTS.get(
             kind, f"the cluster has no {kind} resource (is its CRD installed?)"
@@ -55,9 +60,10 @@ def from_api_error(kind: str, verb: str, status: int, namespace: str) -> Stall |
         reason = "GatewayAPIMissing" if kind == "HTTPRoute" else "ResourceTypeMissing"
         return Stall(reason, f"cannot {verb} {kind} in {namespace}: {hint}")
     if status == 403:
+        said = f" ({' '.join(detail.split())[:300]})" if detail else ""
         return Stall(
             "Forbidden",
-            f"the operator is not allowed to {verb} {kind} in {namespace}: grant it in the"
+            f"the operator is not allowed to {verb} {kind} in {namespace}{said}: grant it in the"
             " operator's RBAC (the Helm chart's ClusterRole has every rule it needs)",
         )
     return None
