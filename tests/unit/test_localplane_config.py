@@ -204,3 +204,13 @@ def test_kwok_config_refuses_other_documents_and_a_missing_kind() -> None:
         config.kwok_config_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n")
     with pytest.raises(ValueError, match="both Nodes and Pods"):
         config.kwok_config_text(STAGE.format(name="a", kind="Pod"))
+
+
+def test_with_a_real_node_pods_reach_the_api_server_through_the_kubernetes_service() -> None:
+    simulated = config.apiserver_args(BIN / "kube-apiserver", LAYOUT, PORTS)
+    assert "--bind-address=127.0.0.1" in simulated
+    assert "--endpoint-reconciler-type=none" in simulated
+    real = config.apiserver_args(BIN / "kube-apiserver", LAYOUT, PORTS, pod_gateway="10.88.0.1")
+    assert "--advertise-address=10.88.0.1" in real
+    assert "--bind-address=0.0.0.0" in real
+    assert not any(a.startswith("--endpoint-reconciler-type") for a in real)

@@ -223,13 +223,31 @@ def etcd_args(binary: Path, layout: Layout, ports: Ports) -> list[str]:
     ]
 
 
-def apiserver_args(binary: Path, layout: Layout, ports: Ports) -> list[str]:
+def apiserver_args(
+    binary: Path, layout: Layout, ports: Ports, pod_gateway: str | None = None
+) -> list[str]:
+    """The API server's command line.
+
+    With ``pod_gateway`` (a real node) Pods must reach it too, as in-cluster clients do (the
+    router watches its routes, the chart's operator runs in a Pod): it then listens on every
+    address of the host, and the ``kubernetes`` Service's endpoint is the node bridge's gateway
+    (which kube-proxy routes ``10.96.0.1:443`` to). Otherwise it listens on loopback only.
+    """
+    if pod_gateway is not None:
+        where = ["--bind-address=0.0.0.0", f"--advertise-address={pod_gateway}"]
+    else:
+        where = [
+            f"--bind-address={LOOPBACK}",
+            # Without it the API server looks for a default route and refuses to start without one.
+            f"--advertise-address={LOOPBACK}",
+            # The "kubernetes" Service would get Endpoints at 127.0.0.1, which the API server
+            # refuses.
+            "--endpoint-reconciler-type=none",
+        ]
     return [
         str(binary),
         f"--etcd-servers=http://{LOOPBACK}:{ports.etcd_client}",
-        f"--bind-address={LOOPBACK}",
-        # Without it the API server looks for a default route and refuses to start without one.
-        f"--advertise-address={LOOPBACK}",
+        *where,
         f"--secure-port={ports.apiserver}",
         f"--cert-dir={layout.pki}",
         f"--tls-cert-file={layout.serving_cert()}",
@@ -241,8 +259,6 @@ def apiserver_args(binary: Path, layout: Layout, ports: Ports) -> list[str]:
         f"--service-cluster-ip-range={SERVICE_CIDR}",
         "--authorization-mode=Node,RBAC",
         "--allow-privileged=true",
-        # The "kubernetes" Service would get Endpoints at 127.0.0.1, which the API server refuses.
-        "--endpoint-reconciler-type=none",
         # Publishes a request-header CA in kube-system/extension-apiserver-authentication; without
         # it the controller manager and the scheduler log an error for it every few seconds.
         f"--requestheader-client-ca-file={layout.ca_cert()}",

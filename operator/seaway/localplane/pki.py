@@ -78,7 +78,9 @@ def create(layout: config.Layout) -> None:
     _sign(
         layout, "serving", "/CN=seaway-local-plane",
         _BASE_EXTENSIONS + "extendedKeyUsage=serverAuth\n"
-        "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,"
+        # 10.96.0.1 is the kubernetes Service's ClusterIP and 10.88.0.1 the real node's
+        # gateway: in-cluster clients (Pods on a real node) reach the API server there.
+        "subjectAltName=IP:127.0.0.1,IP:10.96.0.1,IP:10.88.0.1,DNS:localhost,DNS:kubernetes,"
         "DNS:kubernetes.default,DNS:kubernetes.default.svc\n",
     )  # fmt: skip
     _sign(

@@ -328,7 +328,13 @@ class Plane:
         self._wait_component(etcd, "etcd /health", etcd_healthy, timeout)
 
         apiserver = self._spawn(
-            "kube-apiserver", config.apiserver_args(bins["kube-apiserver"], layout, ports)
+            "kube-apiserver",
+            config.apiserver_args(
+                bins["kube-apiserver"],
+                layout,
+                ports,
+                pod_gateway=nodeconfig.GATEWAY if real is not None else None,
+            ),
         )
         client = self.client()
 
