@@ -180,3 +180,23 @@ def test_history_hides_a_stale_reason(monkeypatch: pytest.MonkeyPatch) -> None:
     result = run(monkeypatch, FakeKube({("ModelDeployment", "churn"): body}), "history", "churn")
     assert result.exit_code == 0, result.output
     assert "Replaced" not in result.output and "NewerTemplate" not in result.output
+
+
+def test_abort_and_retry_blockers(monkeypatch: pytest.MonkeyPatch) -> None:
+    stable = md({"stableRevision": 1, "revisions": [rev(1, "Stable")]})
+    assert commands.abort_blocker(ModelDeployment.parse(stable)) == (
+        "churn has no canary to abort (nothing is rolling out)"
+    )
+    assert commands.abort_blocker(ModelDeployment.parse(md(CANARY))) is None
+    blocker = commands.retry_blocker(ModelDeployment.parse(md(CANARY)))
+    assert blocker is not None and blocker.startswith("churn has no rejected revision to retry")
+    degraded = md({**CANARY, "canaryRevision": None, "conditions": [
+        {"type": "Degraded", "status": "True", "reason": "ProgressDeadlineExceeded",
+         "message": "desired revision 2 rejected", "lastTransitionTime": "2026-11-30T00:00:00Z"}],
+        "revisions": [rev(1, "Stable"), rev(2, "Failed", "ProgressDeadlineExceeded")]})  # fmt: skip
+    assert commands.retry_blocker(ModelDeployment.parse(degraded)) is None
+    kube = FakeKube({("ModelDeployment", "churn"): stable})
+    for command in ("abort", "retry"):
+        result = run(monkeypatch, kube, command, "churn")
+        assert result.exit_code == 1 and result.output.startswith(f"Error: cannot {command}: ")
+    assert kube.patches == []

@@ -227,9 +227,14 @@ def promote(name: str, full: bool, namespace: str | None, kubeconfig: str | None
 @click.argument("name")
 @_common
 def abort(name: str, namespace: str | None, kubeconfig: str | None) -> None:
-    """Revert the canary to the stable revision (spec.actions.abort)."""
+    """Revert the canary to the stable revision (spec.actions.abort); refused without one."""
+    from seaway.api.modeldeployment import ModelDeployment
+    from seaway.planning import commands
+
     kube, ns = _connect(kubeconfig, namespace)
-    _read(kube, ns, name)
+    blocker = commands.abort_blocker(ModelDeployment.parse(_read(kube, ns, name)))
+    if blocker is not None:
+        raise click.ClickException(f"cannot abort: {blocker}")
     _patch(kube, ns, name, {"spec": {"actions": {"abort": _token()}}})
     click.echo(f"Asked {name} to abort its rollout (spec.actions.abort).")
 
@@ -238,9 +243,14 @@ def abort(name: str, namespace: str | None, kubeconfig: str | None) -> None:
 @click.argument("name")
 @_common
 def retry(name: str, namespace: str | None, kubeconfig: str | None) -> None:
-    """Try a rejected revision again (spec.actions.retry)."""
+    """Try a rejected revision again (spec.actions.retry); refused when none was rejected."""
+    from seaway.api.modeldeployment import ModelDeployment
+    from seaway.planning import commands
+
     kube, ns = _connect(kubeconfig, namespace)
-    _read(kube, ns, name)
+    blocker = commands.retry_blocker(ModelDeployment.parse(_read(kube, ns, name)))
+    if blocker is not None:
+        raise click.ClickException(f"cannot retry: {blocker}")
     _patch(kube, ns, name, {"spec": {"actions": {"retry": _token()}}})
     click.echo(f"Asked {name} to retry its desired revision (spec.actions.retry).")
 

@@ -8,6 +8,7 @@ first and says why instead of writing the token. The answers mirror ``planning.r
 
 from __future__ import annotations
 
+from seaway import conditions
 from seaway.api.modeldeployment import ModelDeployment, RevisionStatus
 from seaway.api.retrainjob import RetrainJob, RunStatus
 
@@ -58,6 +59,29 @@ def promote_blocker(md: ModelDeployment, *, full: bool) -> str | None:
             f"revision {st.canary_revision} has passed every step and waits for"
             + (" a passing analysis" if rollout.analysis is not None else " its pods")
             + "; `seaway promote --full` skips the wait"
+        )
+    return None
+
+
+def abort_blocker(md: ModelDeployment) -> str | None:
+    """Why ``abort`` would not take effect now: there is no canary to revert."""
+    st = md.status
+    if st.canary_revision is None:
+        return f"{md.metadata.name} has no canary to abort (nothing is rolling out)"
+    return None
+
+
+def retry_blocker(md: ModelDeployment) -> str | None:
+    """Why ``retry`` would not take effect now: the desired revision was not rejected.
+
+    The planner marks a rejected desired revision with ``Degraded=True``; only then does a
+    retry start it again.
+    """
+    degraded = conditions.find(md.status.conditions, conditions.DEGRADED)
+    if degraded is None or degraded.status != "True":
+        return (
+            f"{md.metadata.name} has no rejected revision to retry"
+            " (its template's revision did not fail and was not rolled back)"
         )
     return None
 
