@@ -41,6 +41,7 @@ import pytest
 from tests.conftest import CRDS, namespace_name, unavailable
 
 from seaway import localplane
+from seaway.localplane import api as plane_api
 from seaway.localplane import binaries, config, processes
 from seaway.planning import children
 
@@ -66,12 +67,22 @@ def fault_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[localplane
         unavailable(str(exc))
     try:
         plane.install_crds(CRDS)
+        wait_for_custom_storage(plane)
         yield plane
     finally:
         for component in plane.components:  # never leave a frozen process behind
             with contextlib.suppress(ProcessLookupError):
                 os.kill(component.pid, signal.SIGCONT)
         plane.stop()
+
+
+def wait_for_custom_storage(plane: localplane.Plane, timeout: float = 60.0) -> None:
+    """Until the new CRDs' storage answers (429 "storage is (re)initializing" before): the
+    operator would log that as an outage of its own."""
+    deadline = time.monotonic() + timeout
+    while plane.kubectl("get", "md,rj", "-A", check=False).returncode != 0:
+        assert time.monotonic() < deadline, "the custom resources' storage never answered"
+        time.sleep(0.2)
 
 
 @pytest.fixture
@@ -131,6 +142,13 @@ class Faults:
             assert time.monotonic() < deadline, f"{old.name} did not come back within 60s"
             time.sleep(0.1)
         return time.monotonic() - began
+
+    def etcd_ready(self) -> bool:
+        try:
+            status, text = plane_api.http_get(self.plane.ports.etcd_client, "/health", 1.0)
+        except OSError:
+            return False
+        return status == 200 and '"health":"true"' in text
 
     def api_ready(self) -> bool:
         try:
@@ -216,6 +234,8 @@ class Weights:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self.errors = 0
+        #: Watches started anew from a list (after a 410): a change between two could be missed.
+        self.relists = 0
 
     def __enter__(self) -> Weights:
         self._thread.start()
@@ -259,8 +279,11 @@ class Weights:
                     self.changes.append(Change(weights, stamp, time.time()))
                     if self._stop.is_set():
                         return
-            except Exception:  # the API server is down on purpose: resume
+            except Exception as exc:  # the API server is down on purpose: resume
                 self.errors += 1
+                if getattr(exc, "status", None) == 410:  # restarted: its watch cache is new
+                    version = ""
+                    self.relists += 1
                 time.sleep(0.2)
 
     def bakes(self, revision: int) -> list[tuple[int, int, float]]:

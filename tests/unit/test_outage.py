@@ -80,7 +80,9 @@ contexts: [{{name: x, context: {{cluster: c, user: u}}}}]
 current-context: x
 """
     )
-    return Kube(load_api_client(str(config)))
+    client = Kube(load_api_client(str(config)))
+    client.outage = Outage(settle=0.0)
+    return client
 
 
 def warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -160,7 +162,7 @@ def test_the_outage_record_spans_from_the_first_unanswered_request() -> None:
     def seconds() -> float:
         return (clock[0] - t0).total_seconds()
 
-    outage = Outage(clock=lambda: clock[0], monotonic=seconds)
+    outage = Outage(clock=lambda: clock[0], monotonic=seconds, settle=5.0)
     sent, mono = outage.now()
     clock[0] = t0 + timedelta(seconds=10)  # the first request times out 10 s later
     outage.failed("timed out", sent_at=sent, sent_mono=mono)
@@ -170,5 +172,46 @@ def test_the_outage_record_spans_from_the_first_unanswered_request() -> None:
     outage.answered(sent_at=t0 - timedelta(seconds=1))  # sent before: says nothing of now
     assert outage.ongoing
     outage.answered(sent_at=clock[0])
+    assert outage.ongoing, "settling: a restarted API server may fail again at first"
+    clock[0] = t0 + timedelta(seconds=63)
+    outage.failed("429 storage is (re)initializing", sent_at=clock[0], sent_mono=63.0)
+    clock[0] = t0 + timedelta(seconds=64)
+    outage.answered(sent_at=clock[0])
+    assert outage.windows() == [(t0, t0 + timedelta(seconds=64))]
+    clock[0] = t0 + timedelta(seconds=69)
+    outage.answered(sent_at=clock[0])
     assert not outage.ongoing
-    assert outage.windows() == [(t0, t0 + timedelta(seconds=61))]
+    assert outage.windows() == [(t0, t0 + timedelta(seconds=64))], "ended at the first answer"
+
+
+def test_kopf_retry_lines_become_one_outage(caplog: pytest.LogCaptureFixture) -> None:
+    from seaway.k8s.outage import WatchRetries
+
+    outage = Outage()
+    retries = WatchRetries(outage)
+    kopf_logger = logging.getLogger("kopf._cogs.clients.watching")
+    line = (
+        "Request attempt #3 failed; will retry: GET https://127.0.0.1:1/api/v1/configmaps"
+        "?watch=true -> ClientConnectorError(ConnectionKey(host='127.0.0.1'))"
+    )
+    record = kopf_logger.makeRecord(kopf_logger.name, logging.ERROR, __file__, 1, line, (), None)
+    assert retries.filter(record) is False
+    assert retries.filter(record) is False
+    other = kopf_logger.makeRecord(kopf_logger.name, logging.ERROR, __file__, 1, "Bug", (), None)
+    assert retries.filter(other) is True
+    assert outage.ongoing
+    assert warnings(caplog) == [
+        "Lost the Kubernetes API server: watch requests fail (ClientConnectorError);"
+        " retrying with back-off"
+    ]
+
+
+def test_kopf_backoffs_never_run_out_and_jitter() -> None:
+    import itertools
+
+    from seaway.k8s.outage import Backoffs
+
+    delays = list(itertools.islice(iter(Backoffs(cap=10.0)), 100))
+    ceilings = [1, 2, 4, 8] + [10] * 96
+    assert all(c / 2 <= d <= c for d, c in zip(delays, ceilings, strict=True))
+    assert len(set(delays)) > 90

@@ -7,6 +7,7 @@ kopf's in-process runner. Settings come from the environment (set by the CLI fla
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import Hashable, Mapping
@@ -19,9 +20,9 @@ from seaway import egress
 from seaway.handlers import modeldeployment, retrainjob
 from seaway.handlers.workqueue import WorkQueue
 from seaway.k8s.cache import CachedKube, Store
-from seaway.k8s.kube import Kube, StalePass, Unavailable, load_api_client
+from seaway.k8s.kube import Kube, KubeError, StalePass, Unavailable, load_api_client
 from seaway.k8s.lease import LeaderElector
-from seaway.k8s.outage import Outage
+from seaway.k8s.outage import Backoffs, Outage, WatchRetries
 from seaway.planning import children
 from seaway.planning.retrain import RETRAIN_LABEL
 
@@ -61,6 +62,7 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 async def start(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
+    settings.networking.error_backoffs = Backoffs()
     settings.execution.max_workers = int(os.environ.get("SEAWAY_WORKERS", "8"))
     store = Store(children.MD_LABEL)
     memo["store"] = store
@@ -68,6 +70,10 @@ async def start(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: Any) -> N
     client = Kube(load_api_client(os.environ.get("KUBECONFIG")))
     client.outage = Outage(clock=md_settings.clock)  # outages in the planner's time
     kube = CachedKube(client, store, children.MD_LABEL)
+    retries = memo["watch_retries"] = WatchRetries(kube.outage)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(retries)
+    memo["outage_probe"] = asyncio.create_task(probe_during_outages(kube))
 
     reconcilers = {"ModelDeployment": modeldeployment.reconcile, "RetrainJob": retrainjob.reconcile}
 
@@ -89,6 +95,20 @@ async def start(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: Any) -> N
     else:
         queue.start()
     logger.info("Started the Seaway operator")
+
+
+async def probe_during_outages(kube: Kube, every: float = 1.0) -> None:
+    """While an outage lasts, ask the API server once a second whether it is back.
+
+    Passes back off for up to ten seconds and the watches retry on their own; this ends the
+    outage (and its log line) within a second of the API server's return, even when no pass
+    is due.
+    """
+    while True:
+        await asyncio.sleep(every)
+        if kube.outage.ongoing:
+            with contextlib.suppress(KubeError):
+                await asyncio.to_thread(kube.probe)
 
 
 LEADER_ELECT_ENV = "SEAWAY_LEADER_ELECT"
@@ -124,9 +144,12 @@ async def lead(kube: Kube, queue: WorkQueue) -> None:
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
-    leader = memo.get("leader")
-    if leader is not None:
-        leader.cancel()
+    for task in ("leader", "outage_probe"):
+        if memo.get(task) is not None:
+            memo[task].cancel()
+    if memo.get("watch_retries") is not None:
+        for handler in logging.getLogger().handlers:
+            handler.removeFilter(memo["watch_retries"])
     queue = memo.get("queue")
     if queue is not None:
         await queue.stop()

@@ -190,6 +190,10 @@ class Kube:
             if self._writes >= self._kill_after:
                 os.kill(os.getpid(), signal.SIGKILL)
 
+    def probe(self) -> None:
+        """One cheap request (``/version``): during an outage, tells when it is over."""
+        self._call("GET", "/version")
+
     # -- reads ------------------------------------------------------------------------------
     def get(self, kind: str, namespace: str, name: str) -> Manifest | None:
         try:
