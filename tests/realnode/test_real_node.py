@@ -338,6 +338,19 @@ def test_a_second_real_node_is_refused_and_nothing_is_started(cluster: RealClust
     assert not (other_dir / "state.json").exists()
 
 
+def test_up_again_is_idempotent_and_refuses_to_change_the_mode(cluster: RealCluster) -> None:
+    again = cluster.seaway("cluster", "up", "--real-node", "--name", NAME, "--no-operator")
+    assert again.returncode == 0, again.stderr
+    assert f"Cluster {NAME} is already up." in again.stderr
+    assert f"Mode: real node {nodeconfig.NODE_NAME} (Pods run in containers)" in again.stderr
+    other = cluster.seaway("cluster", "up", "--simulated", "--name", NAME, "--no-operator")
+    assert other.returncode == 1
+    assert other.stderr.splitlines() == [
+        f"Error: cluster {NAME} is already up with a real node; stop it first "
+        f"(seaway cluster down --name {NAME}) to start it with a simulated node"
+    ]
+
+
 def test_down_leaves_the_host_as_it_was(cluster: RealCluster) -> None:
     state = processes.read_state(cluster.run_dir / "state.json")
     assert state is not None

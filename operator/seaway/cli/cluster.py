@@ -147,6 +147,11 @@ def up(name: str, timeout: float, with_operator: bool, node_mode: str | None) ->
     run_dir = _run_dir(name)
     _progress()
     current = plane.status(run_dir)
+    if current.running and node_mode is not None and node_mode != current.mode:
+        raise click.ClickException(
+            f"cluster {name} is already up with a {current.mode} node; stop it first "
+            f"(seaway cluster down --name {name}) to start it with a {node_mode} node"
+        )
     if current.running:
         click.echo(f"Cluster {name} is already up.", err=True)
         _print_status(current)
