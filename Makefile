@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help venv system-deps generate verify-generated lint control-plane test test-unit up down clean
+.PHONY: help venv system-deps node-deps generate verify-generated lint control-plane node images test test-unit up down clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -34,16 +34,33 @@ system-deps: ## Debian packages the tests start as real processes (prometheus, o
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	    --no-install-recommends prometheus openssl >/dev/null; }
 
+# The real node (kubelet, containerd, runc, CNI) and the image build (mmdebstrap, chroot) need root;
+# elsewhere these targets say so in one line and the local plane simulates pods with kwok.
+NODE_DEBS := containernetworking-plugins iptables conntrack mmdebstrap gcc libc6-dev libseccomp-dev pkg-config
+NOT_ROOT = [ "$$(id -u)" != 0 ] && echo "$@: not root, skipped (the real node needs root; pods will be simulated)"
+
+node-deps: ## Debian packages the real node and the image build need (CNI plugins, iptables, mmdebstrap, gcc, libseccomp)
+	@$(NOT_ROOT) || { missing=$$(for p in $(NODE_DEBS); do \
+	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	  [ -z "$$missing" ] || { echo "node-deps: installing" $$missing; apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; }; }
+
 control-plane: ## Build (first time: many minutes) or reuse the local Kubernetes binaries
 	bash hack/build-control-plane.sh
 
-test: venv system-deps control-plane verify-generated lint ## Everything CI checks: generated files, lint, all tests
+node: control-plane node-deps ## Build (first time: about 6 minutes) or reuse the real node's binaries and pause image
+	@$(NOT_ROOT) || bash hack/build-node.sh
+
+images: venv node-deps ## Build (about 2 minutes) or reuse the server and operator images as OCI archives, without Docker
+	@$(NOT_ROOT) || bash hack/build-images.sh
+
+test: venv system-deps control-plane node images verify-generated lint ## Everything CI checks: generated files, lint, all tests
 	$(BIN)/pytest
 
 test-unit: venv ## Only the fast tests that need no control plane
 	$(BIN)/pytest tests/unit
 
-up: venv control-plane ## Start the embedded local control plane with Seaway's CRDs installed
+up: venv control-plane node images ## Start the embedded local control plane with Seaway's CRDs installed
 	$(BIN)/seaway cluster up
 
 down: venv ## Stop the embedded local control plane
@@ -58,7 +75,7 @@ HELM ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/seaway/control-plane/$(or $(SEAWA
 KIND ?= kind
 DEMO_ARGS ?=
 
-demo: venv control-plane ## A narrated canary rollout, failed revision and revert on the local plane (left up)
+demo: venv control-plane node images ## A narrated canary rollout, failed revision and revert on the local plane (left up)
 	$(BIN)/seaway demo $(DEMO_ARGS)
 
 chart-generate: venv ## Regenerate charts/seaway/values.yaml and values.schema.json from hack/chart_values.py
@@ -75,8 +92,8 @@ kind-up: ## kind cluster with locally built images, for helm install (needs Dock
 	@command -v docker >/dev/null || { echo "kind-up needs Docker"; exit 1; }
 	@command -v $(KIND) >/dev/null || { echo "kind-up needs kind (go install sigs.k8s.io/kind@latest)"; exit 1; }
 	$(KIND) get clusters | grep -qx seaway || $(KIND) create cluster --config hack/kind-config.yaml
-	docker build -f operator/Dockerfile -t seaway.local/seaway-operator:dev .
-	docker build -f serving/Dockerfile -t seaway.local/seaway-server:dev .
+	docker build -f operator/Dockerfile --build-arg SOURCE_REVISION=$$(git rev-parse HEAD) -t seaway.local/seaway-operator:dev .
+	docker build -f serving/Dockerfile --build-arg SOURCE_REVISION=$$(git rev-parse HEAD) -t seaway.local/seaway-server:dev .
 	$(KIND) load docker-image --name seaway seaway.local/seaway-operator:dev seaway.local/seaway-server:dev
 	@echo "kind cluster seaway is up (kubectl context kind-seaway). Install Seaway with:"
 	@echo "  helm install seaway charts/seaway -n seaway-system --create-namespace \\"

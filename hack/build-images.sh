@@ -7,17 +7,19 @@
 # listing each archive and its references. The names are the chart's and the operator's defaults,
 # so once imported into the node's containerd, pods start offline with IfNotPresent.
 #
-# How: a Debian bookworm minbase root file system (mmdebstrap; Debian's python3 is 3.11, like the
-# Dockerfiles' base) gets a virtualenv in /opt/seaway with exactly the pins of the image's
+# How: a Debian bookworm minbase root file system with python3 and ca-certificates (mmdebstrap;
+# Debian's python3 is 3.11, like the Dockerfiles' base), made once and cached, is unpacked for
+# each image and gets a virtualenv in /opt/seaway with exactly the pins of the image's
 # requirements-image.txt (the file its Dockerfile installs) and the seaway wheel built from this
 # tree, plus the user 10001. The wheels are downloaded on the host (pip in the chroot would not
 # trust a TLS-intercepting proxy whose CA only the host has) into a cache, and installed offline
-# by a pip that is copied in and never stays. The entrypoint, user, environment and labels come
+# by a pip that is copied in and never stays. The chroot steps run in a private mount namespace,
+# so the /proc they mount vanishes with them. The entrypoint, user, environment and labels come
 # from the Dockerfile's final stage (operator/seaway/localplane/oci.py reads it).
 #
 # A rebuild happens only when the source tree (pyproject.toml, README.md, operator/, serving/,
-# which hold the pins files and the Dockerfiles) or this script changes: about a minute per image,
-# offline except for Debian's package lists. Otherwise each image prints "cached".
+# which hold the pins files and the Dockerfiles) or this script changes, and is offline. Otherwise
+# each image prints "cached". Delete ~/.cache/seaway/debian to take Debian's latest updates.
 # Needs root and mmdebstrap (`make node-deps`).
 set -euo pipefail
 
@@ -30,7 +32,7 @@ CACHE_HOME=${XDG_CACHE_HOME:-$HOME/.cache}/seaway
 IMAGES=$CACHE_HOME/node/$K8S_VERSION/images
 WORK=$CACHE_HOME/node/$K8S_VERSION/build/images
 WHEELS=$CACHE_HOME/wheels
-DEBS=$CACHE_HOME/debs/$SUITE
+BASES=$CACHE_HOME/debian
 OCI=$ROOT/operator/seaway/localplane/oci.py
 if [[ -z "${PYTHON:-}" ]]; then
   PYTHON=python3
@@ -108,44 +110,63 @@ build_seaway_wheel() {  # from a copy of the tree, with the pinned build tools, 
   say "seaway wheel: built in $((SECONDS - t))s ($(basename "$SEAWAY_WHEEL"))"
 }
 
+# What both images start from: Debian minbase with python3, without docs, man pages or locales.
+BASE_PACKAGES=python3,ca-certificates
+DPKG_OPTS=(--dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright'
+           --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*'
+           --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/lintian/*'
+           --dpkgopt=force-unsafe-io)
+
+debian_base() {  # sets BASE_TAR, the cached base (made again only when its definition changes)
+  local key t=$SECONDS
+  key=$(printf '%s\n' "$SUITE" "$ARCH" "$BASE_PACKAGES" "${DPKG_OPTS[@]}" | sha256sum | cut -c1-16)
+  BASE_TAR=$BASES/$SUITE-$ARCH-$key.tar
+  if [[ -f "$BASE_TAR" ]]; then say "debian base: cached ($(basename "$BASE_TAR"))"; return; fi
+  say "debian base: $SUITE minbase + $BASE_PACKAGES from $MIRROR"
+  mkdir -p "$BASES"
+  mmdebstrap --quiet --variant=minbase --include="$BASE_PACKAGES" "${DPKG_OPTS[@]}" \
+    "$SUITE" "$WORK/base.tar" "$MIRROR"
+  mv "$WORK/base.tar" "$BASE_TAR"
+  say "debian base: made in $((SECONDS - t))s ($(du -h "$BASE_TAR" | cut -f1))"
+}
+
 # build_image NAME PINS DOCKERFILE CHECK: the root file system, then the archive.
 build_image() {
   local name=$1 pins=$2 dockerfile=$3 check=$4 out=$IMAGES/$1.oci.tar t=$SECONDS ref
+  local root=$WORK/$1/root build=$WORK/$1/root/tmp/seaway-build
   ref="$(chart_repository "$name"):$VERSION"
   if [[ "$ref" != */"$name:$VERSION" ]]; then
     echo "no image repository for $name in charts/seaway/values.yaml" >&2; exit 1
   fi
-  say "$name: building the root file system ($SUITE minbase + /opt/seaway)"
-  mkdir -p "$DEBS" "$WORK/$name"
+  say "$name: installing /opt/seaway into the debian base"
+  mkdir -p "$root"
+  tar -xf "$BASE_TAR" -C "$root"
+  mkdir -p "$build"
   # The image's pins without the `# build` ones (those only built the wheel), comments dropped.
-  grep -v '# build' "$ROOT/$pins" | sed 's/#.*//; /^[[:space:]]*$/d' > "$WORK/$name/requirements.txt"
-  cp "$SEAWAY_WHEEL" "$WORK/$name/"
-  cp -a "$("$PYTHON" -c 'import os, pip; print(os.path.dirname(pip.__file__))')" "$WORK/$name/pip"
-  cp -a "$WHEELS" "$WORK/$name/wheels"
-  local pip="env PYTHONPATH=/tmp/seaway-build /opt/seaway/bin/python -m pip"
-  local opts="--quiet --no-cache-dir --disable-pip-version-check"
-  # The single-quoted hooks run in mmdebstrap's shell, where $1 is the root file system.
-  # shellcheck disable=SC2016
-  SEAWAY_BUILD=$WORK/$name SEAWAY_CHECK=$check mmdebstrap --quiet --variant=minbase \
-    --include=python3,ca-certificates \
-    --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
-    --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*' \
-    --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/lintian/*' \
-    --skip=essential/unlink \
-    --setup-hook='mkdir -p "$1"/var/cache/apt/archives/' \
-    --setup-hook="sync-in $DEBS /var/cache/apt/archives/" \
-    --customize-hook="sync-out /var/cache/apt/archives $DEBS" \
-    --customize-hook='cp -a "$SEAWAY_BUILD" "$1/tmp/seaway-build"' \
-    --customize-hook='chroot "$1" python3 -m venv --without-pip /opt/seaway' \
-    --customize-hook="chroot \"\$1\" $pip install $opts --no-index --no-deps \
-      --find-links /tmp/seaway-build/wheels -r /tmp/seaway-build/requirements.txt \
-      /tmp/seaway-build/$(basename "$SEAWAY_WHEEL")" \
-    --customize-hook="chroot \"\$1\" $pip check $opts" \
-    --customize-hook='echo "seaway:x:10001:" >> "$1/etc/group"' \
-    --customize-hook='echo "seaway:x:10001:10001::/tmp:/usr/sbin/nologin" >> "$1/etc/passwd"' \
-    --customize-hook='chroot "$1" /opt/seaway/bin/python -c "$SEAWAY_CHECK"' \
-    --customize-hook='rm -rf "$1/tmp/seaway-build" "$1"/var/cache/apt/archives/*.deb' \
-    "$SUITE" "$WORK/$name/rootfs.tar" "$MIRROR"
+  grep -v '# build' "$ROOT/$pins" | sed 's/#.*//; /^[[:space:]]*$/d' > "$build/requirements.txt"
+  cp "$SEAWAY_WHEEL" "$build/"
+  cp -a "$("$PYTHON" -c 'import os, pip; print(os.path.dirname(pip.__file__))')" "$build/pip"
+  cp -a "$WHEELS" "$build/wheels"
+  in_root() {  # a private mount namespace: the /proc mounted for the chroot goes with it
+    unshare --mount --pid --fork --mount-proc="$root/proc" \
+      chroot "$root" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 "$@"
+  }
+  local pip=(env PYTHONPATH=/tmp/seaway-build /opt/seaway/bin/python -m pip)
+  local opts=(--quiet --no-cache-dir --disable-pip-version-check)
+  in_root python3 -m venv --without-pip /opt/seaway
+  in_root "${pip[@]}" install "${opts[@]}" --no-index --no-deps \
+    --find-links /tmp/seaway-build/wheels -r /tmp/seaway-build/requirements.txt \
+    "/tmp/seaway-build/$(basename "$SEAWAY_WHEEL")"
+  in_root "${pip[@]}" check "${opts[@]}" >/dev/null
+  echo "seaway:x:10001:" >> "$root/etc/group"
+  echo "seaway:x:10001:10001::/tmp:/usr/sbin/nologin" >> "$root/etc/passwd"
+  in_root env PYTHONDONTWRITEBYTECODE=1 /opt/seaway/bin/python -c "$check"
+  # Nothing of the build host: the runtime provides /dev, /etc/hosts, resolv.conf and hostname.
+  rm -rf "$build" "${root:?}"/tmp/* "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin
+  : > "$root/etc/resolv.conf"
+  : > "$root/etc/hostname"
+  tar --numeric-owner --sort=name --exclude='./dev/*' --exclude='./proc/*' --exclude='./sys/*' \
+    -C "$root" -cf "$WORK/$name/rootfs.tar" .
   local rootfs_bytes
   rootfs_bytes=$(stat -c %s "$WORK/$name/rootfs.tar")
   say "$name: root file system in $((SECONDS - t))s; writing the OCI archive"
@@ -176,6 +197,7 @@ if [[ ${#todo[@]} -gt 0 ]]; then
   trap 'rm -rf "$WORK"' EXIT
   fetch_wheels
   build_seaway_wheel
+  debian_base
   for name in "${todo[@]}"; do
     case $name in
       seaway-server) build_image "$name" serving/requirements-image.txt serving/Dockerfile \
