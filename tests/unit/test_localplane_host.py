@@ -154,13 +154,13 @@ def test_paths_are_removed_files_and_trees(tmp_path: Path) -> None:
 
 def test_the_lock_names_the_holder_while_its_up_runs_and_is_released(tmp_path: Path) -> None:
     lock = tmp_path / "node.lock"
-    assert node.holder(lock) == (None, False)
+    assert node.holder(lock) is None
     node.acquire("a", tmp_path / "a", lock)
     data = json.loads(lock.read_text())
     assert data["name"] == "a"
     assert data["pid"] == os.getpid()
     # The starting command itself is alive: another cluster is refused.
-    assert node.holder(lock) == (f"cluster a (run dir {tmp_path / 'a'})", True)
+    assert node.holder(lock) == node.Holder("a", tmp_path / "a", alive=True)
     with pytest.raises(node.NodeError, match="another real node runs on this host: cluster a"):
         node.acquire("b", tmp_path / "b", lock)
     node.acquire("a", tmp_path / "a", lock)  # the same cluster again is fine
@@ -177,7 +177,7 @@ def test_a_lock_whose_node_is_gone_is_taken_over(tmp_path: Path) -> None:
     lock.write_text(json.dumps({"name": "crashed", "run_dir": str(run_dir), "pid": 999999999}))
     dead = processes.Component("kubelet", 999999999, 1, ("kubelet",), "")
     processes.write_state(run_dir / "state.json", {"name": "crashed"}, [dead])
-    assert node.holder(lock) == (None, True)
+    assert node.holder(lock) == node.Holder("crashed", run_dir, alive=False)
     node.acquire("b", tmp_path / "b", lock)
     assert json.loads(lock.read_text())["name"] == "b"
 

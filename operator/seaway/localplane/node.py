@@ -149,17 +149,28 @@ def _holder_alive(data: Mapping[str, Any]) -> bool:
     return any(c.name in COMPONENTS and processes.is_alive(c) for c in state[1])
 
 
-def holder(lock_file: Path = nodeconfig.LOCK_FILE) -> tuple[str | None, bool]:
-    """(a description of the live node holding the host, whether any node holds the lock)."""
+@dataclass(frozen=True)
+class Holder:
+    """The cluster named in the host lock."""
+
+    name: str
+    run_dir: Path
+    #: Its ``up`` is still running, or one of its node processes is.
+    alive: bool
+
+    def describe(self) -> str:
+        return f"cluster {self.name} (run dir {self.run_dir})"
+
+
+def holder(lock_file: Path = nodeconfig.LOCK_FILE) -> Holder | None:
+    """The cluster holding the host's real node, live or crashed; None when the lock is free."""
     try:
         data = _read_lock(lock_file.read_text())
     except OSError:
-        return None, False
+        return None
     if data is None:
-        return None, False
-    if _holder_alive(data):
-        return f"cluster {data.get('name', '?')} (run dir {data['run_dir']})", True
-    return None, True
+        return None
+    return Holder(str(data.get("name", "?")), Path(data["run_dir"]), _holder_alive(data))
 
 
 def acquire(name: str, run_dir: Path, lock_file: Path = nodeconfig.LOCK_FILE) -> None:

@@ -548,10 +548,11 @@ def start(
 def real_node_problems(run_dir: Path, env: Mapping[str, str]) -> list[preflight.Problem]:
     """Why this host cannot run a real node for the plane in ``run_dir`` ([] when it can)."""
     layout = config.Layout(run_dir.resolve())
-    other, held = node.holder()
-    if other is not None and f"(run dir {layout.root})" in other:
-        other = None  # this very cluster's own node, being replaced
-    facts = preflight.gather(env, nodeconfig.NodeLayout.of(layout), other, held)
+    held = node.holder()
+    other = None
+    if held is not None and held.alive and held.run_dir != layout.root:
+        other = held.describe()
+    facts = preflight.gather(env, nodeconfig.NodeLayout.of(layout), other, held is not None)
     return preflight.problems(facts)
 
 
