@@ -288,12 +288,14 @@ class Weights:
 
     def bakes(self, revision: int) -> list[tuple[int, int, float]]:
         """(canary weight, measured seconds from server times, seconds as seen here) per
-        weight the canary held before the next change."""
+        weight ``revision`` held as the canary, until the next change."""
         found = []
         for this, after in zip(self.changes, self.changes[1:], strict=False):
             weight = this.weights.get(revision)
             if weight is None:
                 continue
+            if weight == 100:
+                break  # promoted: what it holds later is as the stable revision
             server = after.server.replace(microsecond=0) - this.server.replace(microsecond=0)
             found.append((weight, int(server.total_seconds()), round(after.seen - this.seen, 2)))
         return found

@@ -8,6 +8,9 @@ ones docs/operator.md quotes.
 
 from __future__ import annotations
 
+import os
+import random
+import signal
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -73,7 +76,9 @@ def assert_clean_rollout(user: User, name: str, revisions: int) -> None:
 def assert_bakes(weights: Weights, revision: int) -> list[tuple[int, int, float]]:
     bakes = weights.bakes(revision)
     print(f"bakes of revision {revision} (weight, server s, seen s): {bakes}")
-    held = {w: server for w, server, _ in bakes}
+    held: dict[int, int] = {}
+    for weight, server, _ in bakes:
+        held[weight] = min(held.get(weight, server), server)
     for weight in (20, 60):
         assert weight in held, f"revision {revision} never held {weight}%: {bakes}"
         assert held[weight] >= PAUSE, (
@@ -164,3 +169,106 @@ def test_restarted_mid_rollout_the_rollout_resumes(
     # see no outage at all; when it sees one, it says so once each way.
     expected = 1 if component == "kube-apiserver" else len(lost)
     assert len(lost) == len(back) == expected <= 1, (lost, back)
+
+
+#: Rollouts under random kills, and how long each may take.
+ROLLOUTS = 3
+ROLLOUT_DEADLINE = 120.0
+
+
+def test_operator_killed_at_random_moments_over_several_rollouts(
+    api: Any, fault_namespace: str, operator_process: OperatorProcess
+) -> None:
+    seed = int(os.environ.get("SEAWAY_FAULT_SEED") or random.SystemRandom().randrange(10**6))
+    print(f"SEAWAY_FAULT_SEED={seed} (set it to replay these kill times)")
+    rng = random.Random(seed)
+    user = User(api, fault_namespace)
+    proc = operator_process.start()
+    user.create(body("killed", 1))
+    until(lambda: stable(user, "killed", 1), timeout=60, what="revision 1 stable")
+    kills: list[float] = []
+    with Weights(api, fault_namespace, "killed") as weights:
+        for version in range(2, ROLLOUTS + 2):
+            user.patch_spec("killed", body("killed", version)["spec"])
+            deadline = time.monotonic() + ROLLOUT_DEADLINE
+            while not stable(user, "killed", version):
+                assert time.monotonic() < deadline, f"revision {version} not stable in time"
+                life = rng.uniform(0.5, 5.0)
+                time.sleep(life)
+                if proc.poll() is None and not stable(user, "killed", version):
+                    proc.send_signal(signal.SIGKILL)
+                    proc.wait(timeout=10)
+                    kills.append(round(life, 1))
+                    proc = operator_process.start()
+        until(lambda: weights.changes[-1].weights == {ROLLOUTS + 1: 100}, timeout=30,
+              what="the watch saw the last promotion")  # fmt: skip
+    print(f"{len(kills)} SIGKILLs after lives of {kills} s")
+    assert len(kills) >= ROLLOUTS, "the operator was hardly ever killed"
+    for revision in range(2, ROLLOUTS + 2):
+        assert_bakes(weights, revision)
+    assert_clean_rollout(user, "killed", ROLLOUTS + 1)
+    reasons = user.event_reasons("killed")
+    # An Event is posted after the status write: a kill between them loses it, never doubles it.
+    assert reasons.count("Promoted") <= ROLLOUTS + 1 and reasons.count("RolloutStarted") <= (
+        ROLLOUTS + 1
+    ), reasons
+    deployments = {n: d.spec.replicas for n, d in user.deployments("killed").items()}
+    assert deployments == {**{n: 0 for n in range(1, ROLLOUTS + 1)}, ROLLOUTS + 1: 2}
+    assert "Traceback" not in operator_process.output()
+
+
+EDITS = 10
+
+
+def test_ten_spec_edits_in_five_seconds_the_last_one_wins(
+    api: Any, fault_namespace: str, operator_process: OperatorProcess
+) -> None:
+    user = User(api, fault_namespace)
+    operator_process.start()
+    user.create(body("edited", 1))
+    until(lambda: stable(user, "edited", 1), timeout=60, what="revision 1 stable")
+    with Weights(api, fault_namespace, "edited") as weights:
+        for version in range(2, EDITS + 2):
+            user.patch_spec("edited", body("edited", version)["spec"])
+            time.sleep(5.0 / EDITS)
+        last_uri = f"s3://models/edited/v{EDITS + 1}/model.joblib"
+
+        def settled() -> bool:
+            status = user.status("edited")
+            stable_rev = next(
+                (r for r in status["revisions"] if r["number"] == status.get("stableRevision")),
+                {},
+            )
+            return stable_rev.get("modelURI") == last_uri and not status.get("canaryRevision")
+
+        until(settled, timeout=120, what="the last edit stable")
+        until(lambda: weights.changes[-1].weights.get(stable_number(user, "edited")) == 100,
+              timeout=30, what="the watch saw the promotion")  # fmt: skip
+    status = user.status("edited")
+    revisions = status["revisions"]
+    numbers = [r["number"] for r in revisions]
+    uris = [r["modelURI"] for r in revisions]
+    splits = [c.weights for c in weights.changes]
+    print(f"{len(revisions)} revisions for {EDITS + 1} specs; splits: {splits}")
+    assert numbers == list(range(1, len(numbers) + 1)), "no number twice, none skipped"
+    assert len(set(uris)) == len(uris), "one revision per edit at most"
+    versions = [int(u.split("/v")[1].split("/")[0]) for u in uris]
+    assert versions == sorted(versions), "revisions follow the edits' order"
+    assert uris[-1] == last_uri and status["stableRevision"] == numbers[-1]
+    fates = [r["fate"] for r in revisions]
+    assert fates[0] == "Retired" and fates[-1] == "Stable"
+    assert set(fates[1:-1]) <= {"Superseded"}, fates
+    # traffic only ever on the stable revision or the newest one
+    newest = 1
+    for change in weights.changes:
+        newest = max(newest, *change.weights)
+        serving = {n for n, w in change.weights.items() if w > 0}
+        assert serving <= {1, newest}, f"traffic on a superseded revision: {change.weights}"
+    replicas = {n: d.spec.replicas for n, d in user.deployments("edited").items()}
+    assert replicas[numbers[-1]] == 2
+    assert all(r == 0 for n, r in replicas.items() if n != numbers[-1]), replicas
+    assert "Traceback" not in operator_process.output()
+
+
+def stable_number(user: User, name: str) -> int:
+    return int(user.status(name).get("stableRevision") or 0)
