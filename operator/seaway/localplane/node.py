@@ -21,15 +21,13 @@ rebooted machine's state) is taken over after cleaning up what that node left.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import logging
 import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -116,18 +114,6 @@ class NodeState:
 # -- the host lock ------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _flocked(path: Path) -> Iterator[Any]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            handle.seek(0)
-            yield handle
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _read_lock(text: str) -> dict[str, Any] | None:
     try:
         data = json.loads(text)
@@ -175,7 +161,7 @@ def holder(lock_file: Path = nodeconfig.LOCK_FILE) -> Holder | None:
 
 def acquire(name: str, run_dir: Path, lock_file: Path = nodeconfig.LOCK_FILE) -> None:
     """Take the host for this cluster's node; clean up after a crashed holder first."""
-    with _flocked(lock_file) as handle:
+    with processes.locked(lock_file) as handle:
         data = _read_lock(handle.read())
         if data is not None and Path(data["run_dir"]) != run_dir:
             if _holder_alive(data):
@@ -203,7 +189,7 @@ def release(run_dir: Path, lock_file: Path = nodeconfig.LOCK_FILE) -> None:
     """Give the host back, if this cluster holds it."""
     if not lock_file.exists():
         return
-    with _flocked(lock_file) as handle:
+    with processes.locked(lock_file) as handle:
         data = _read_lock(handle.read())
         if data is None or Path(data["run_dir"]) == run_dir:
             lock_file.unlink(missing_ok=True)

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 logger = logging.getLogger(__name__)
 
@@ -255,14 +255,16 @@ def read_state(path: Path) -> tuple[dict[str, Any], list[Component]] | None:
 
 
 @contextlib.contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``path`` (two ``up``/``down`` at once would fight)."""
+def locked(path: Path) -> Iterator[IO[str]]:
+    """Hold an exclusive lock on ``path`` (two ``up``/``down`` at once would fight); yields the
+    file, open for reading and appending at its start, for a lock that carries content."""
     import fcntl
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
+    with path.open("a+") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            yield
+            handle.seek(0)
+            yield handle
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
