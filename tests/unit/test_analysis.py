@@ -206,3 +206,15 @@ def test_bandit_reports_figures_and_promotes_the_winner_at_the_confidence() -> N
     assert sim.status.experiment.winner == 2 and p.weights == {2: 100}
     assert [e.reason for e in p.events] == ["ExperimentConcluded"]
     assert p.notifications[0]["event"] == "ExperimentConcluded"
+
+
+def test_an_interval_is_never_shorter_than_written() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from seaway.planning.analysis import record
+
+    spec_ = Analysis.model_validate({"interval": "30s"})
+    start = datetime(2026, 11, 25, 10, 0, 0, 700000, tzinfo=UTC)
+    state = record(spec_, None, 2, Measurement(requests=500), start)
+    assert not due(spec_, state, 2, start + timedelta(seconds=29.9))
+    assert due(spec_, state, 2, start + timedelta(seconds=30))

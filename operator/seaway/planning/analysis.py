@@ -4,6 +4,9 @@ The handler asks :func:`due` whether a measurement is needed now, fetches it fro
 provider (Prometheus first) and hands it to the rollout pass, which calls :func:`record`. A
 measurement with too few requests, or none at all, is *no data*: the rollout holds (it never
 promotes on missing data) and aborts after ``noDataLimit`` such intervals in a row.
+
+Times are kept to the microsecond: an interval counted from a start cut to the whole second
+would end up to a second early, and measure traffic from before the canary had any.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from decimal import Decimal
 from typing import Literal
 
 from seaway.api.modeldeployment import Analysis, AnalysisStatus
-from seaway.planning.durations import format_time, parse_duration, parse_time
+from seaway.planning.durations import format_precise, parse_duration, parse_time
 
 Result = Literal["Pass", "Fail", "NoData"]
 
@@ -108,12 +111,12 @@ def record(
 ) -> AnalysisStatus:
     """The analysis status after one more interval."""
     if state is None or state.revision != canary:
-        state = AnalysisStatus(revision=canary, started_at=format_time(now))
+        state = AnalysisStatus(revision=canary, started_at=format_precise(now))
     else:
         state = state.model_copy()
     result, message = judge(analysis, m)
     state.runs += 1
-    state.last_run_at = format_time(now)
+    state.last_run_at = format_precise(now)
     state.last_result = result
     state.last_requests = m.requests
     ratio = m.error_ratio

@@ -428,7 +428,7 @@ class _Pass:
                 return True
         if state is None and (self.st.canary_weight or 0) > 0:
             # The canary has had traffic since the last pass: the first interval starts now.
-            state = AnalysisStatus(revision=desired.number, started_at=self.now_s)
+            state = AnalysisStatus(revision=desired.number, started_at=format_precise(self.now))
             self.st.analysis = state
         if state is not None:
             self.requeue(max(analysis.seconds_until_due(spec, state, self.now), 1.0))
