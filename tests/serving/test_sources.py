@@ -138,3 +138,14 @@ def test_s3_unsigned_is_refused_by_the_store(start_server: Any, s3: dict[str, st
     server = start_server("s3://models/churn/v1/", env)
     assert server.wait_exit() == 3
     assert "HTTP 403" in server.termination_log.read_text()
+
+
+def test_s3_bare_model_file(start_server: Any, s3: dict[str, str], logreg_bundle: Path,
+                            logreg: Any, data: Data) -> None:
+    """A model.uri naming the model file itself: served as a one-file bundle, pinned digest."""
+    from seaway_serving import bundle
+
+    digest = bundle.sha256_of((logreg_bundle / "model.joblib").read_bytes())
+    env = {**s3, "SEAWAY_MODEL_DIGEST": digest, "SEAWAY_MODEL_FORMAT": "sklearn-joblib",
+           "SEAWAY_MODEL_NAME": "logreg"}
+    check_serves(start_server("s3://models/churn/v1/model.joblib", env), logreg, data)
