@@ -272,3 +272,45 @@ def test_ten_spec_edits_in_five_seconds_the_last_one_wins(
 
 def stable_number(user: User, name: str) -> int:
     return int(user.status(name).get("stableRevision") or 0)
+
+
+def test_a_burst_of_metadata_writes_during_a_rollout(
+    api: Any, fault_namespace: str, operator_process: OperatorProcess
+) -> None:
+    import threading
+
+    user = User(api, fault_namespace)
+    operator_process.start()
+    user.create(body("busy", 1))
+    until(lambda: stable(user, "busy", 1), timeout=60, what="revision 1 stable")
+    writes = 0
+    stop = threading.Event()
+
+    def scribble(writer: int) -> None:
+        nonlocal writes
+        while not stop.is_set():
+            user.custom.patch_namespaced_custom_object(
+                "seaway.dev", "v1alpha1", fault_namespace, "modeldeployments", "busy",
+                {"metadata": {"annotations": {f"example.com/writer-{writer}": str(writes)}}},
+            )  # fmt: skip
+            writes += 1
+
+    with Weights(api, fault_namespace, "busy") as weights:
+        user.patch_spec("busy", body("busy", 2)["spec"])
+        threads = [threading.Thread(target=scribble, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        try:
+            until(lambda: stable(user, "busy", 2), timeout=90, what="revision 2 stable")
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(timeout=10)
+        until(lambda: weights.changes[-1].weights == {2: 100}, timeout=10, what="100% seen")
+    output = operator_process.output()
+    conflicts = output.count("changed meanwhile; re-reading")
+    print(f"{writes} metadata writes during the rollout; {conflicts} status writes conflicted")
+    assert writes > 50
+    assert_bakes(weights, 2)
+    assert_clean_rollout(user, "busy", 2)
+    assert "Traceback" not in output
