@@ -122,6 +122,37 @@ def test_kubectl_shows_the_simulated_node_ready(control_plane: localplane.Plane)
     }
 
 
+def test_kwok_leaves_a_node_without_the_fake_annotation_and_its_pods_alone(
+    kube_api: ApiClient, namespace: str, consistently: Any
+) -> None:
+    # What a real kubelet's node looks like to kwok: no kwok.x-k8s.io/node annotation. kwok
+    # must neither mark it Ready nor play the kubelet for its Pods (it would race the kubelet).
+    core = client.CoreV1Api(kube_api)
+    name = f"real-{namespace}"[:63]
+    core.create_node(client.V1Node(metadata=client.V1ObjectMeta(name=name)))
+    try:
+        pod = client.V1Pod(
+            metadata=client.V1ObjectMeta(name="pinned"),
+            spec=client.V1PodSpec(
+                node_name=name, containers=[client.V1Container(name="c", image="sim/c:1")]
+            ),
+        )
+        core.create_namespaced_pod(namespace, pod)
+
+        def untouched() -> None:
+            node = core.read_node(name)
+            assert not node.status.conditions, node.status.conditions
+            assert not (node.metadata.annotations or {}).get(config.SIMULATED_NODE_ANNOTATION)
+            status = core.read_namespaced_pod("pinned", namespace).status
+            assert status.phase == "Pending", status.phase
+            assert not status.pod_ip
+            assert not status.container_statuses
+
+        consistently(untouched, duration=3)
+    finally:
+        core.delete_node(name)
+
+
 def test_deployment_pods_become_ready_on_the_simulated_node(
     kube_api: ApiClient, namespace: str, eventually: Any
 ) -> None:
