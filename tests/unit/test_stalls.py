@@ -161,3 +161,30 @@ def test_a_forbidden_read_holds_the_pass_once(caplog: pytest.LogCaptureFixture) 
     assert [e[1] for e in kube.events] == ["Forbidden"]
     said = [r for r in caplog.records if "cannot progress" in r.getMessage()]
     assert len(said) == 1 and not any(r.exc_info for r in caplog.records)
+
+
+def test_a_forbidden_request_holds_a_retrainjob_once(caplog: pytest.LogCaptureFixture) -> None:
+    from seaway.handlers import modeldeployment, retrainjob
+
+    body = {"apiVersion": "seaway.dev/v1alpha1", "kind": "RetrainJob",
+            "metadata": {"name": "churn-weekly", "namespace": "ml", "generation": 2, "uid": "u",
+                         "creationTimestamp": "2026-11-30T00:00:00Z"},
+            "spec": {"modelDeployment": "churn", "runNow": "now",
+                     "dataset": {"uri": "s3://data/churn.csv", "target": "churned"},
+                     "estimator": {"importPath": "sklearn.linear_model.LogisticRegression"},
+                     "output": {"uri": "s3://models/churn/"}}}  # fmt: skip
+
+    class Kube(ForbiddenKube):
+        def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+            return json.loads(json.dumps(self.body)) if kind == "RetrainJob" else None
+
+    kube = Kube(body)
+    settings = modeldeployment.Settings(clock=lambda: T0)
+    for _ in range(3):
+        assert retrainjob.reconcile(kube, "ml", "churn-weekly", settings) == stalls.RETRY_SECONDS  # type: ignore[arg-type]
+    assert len(kube.written) == 1
+    ready = next(c for c in kube.written[0]["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "Forbidden")
+    assert 'cannot list resource "jobs"' in ready["message"]
+    assert [e[1] for e in kube.events] == ["Forbidden"]
+    assert len([r for r in caplog.records if "cannot progress" in r.getMessage()]) == 1

@@ -12,9 +12,9 @@ from seaway.api.modeldeployment import ModelDeployment
 from seaway.api.retrainjob import RetrainJob
 from seaway.handlers import notify
 from seaway.handlers.modeldeployment import MAX_CONFLICT_RETRIES, Settings
-from seaway.k8s.kube import Conflict, Kube, Manifest
-from seaway.planning import retrain, revisions
-from seaway.planning.durations import parse_time
+from seaway.k8s.kube import Conflict, Kube, KubeError, Manifest
+from seaway.planning import retrain, revisions, stalls
+from seaway.planning.durations import format_time, parse_time
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +89,31 @@ def webhook_of(kube: Kube, namespace: str, md_name: str) -> str | None:
     return str(url) if url else None
 
 
+def hold_stalled(
+    kube: Kube, body: Manifest, rj: RetrainJob, stall: stalls.Stall, now: datetime
+) -> float:
+    """A forbidden request: Ready=False says which, one Event, one log line; retry later."""
+    st = rj.status.model_copy(deep=True)
+    st.conditions, changed = stalls.hold_ready(
+        st.conditions, stall, now=format_time(now), generation=rj.metadata.generation
+    )
+    st.observed_generation = rj.metadata.generation
+    wire = st.to_wire()
+    if wire != body.get("status"):
+        body["status"] = wire
+        try:
+            kube.replace_status("RetrainJob", body)
+        except Conflict:
+            return 1.0
+    if changed:
+        kube.event(body, "Warning", stall.reason, stall.message)
+        logger.warning(
+            "RetrainJob %s/%s cannot progress: %s", rj.metadata.namespace, rj.metadata.name,
+            stall.message,
+        )  # fmt: skip
+    return stalls.RETRY_SECONDS
+
+
 def reconcile(kube: Kube, namespace: str, name: str, settings: Settings) -> float | None:
     for _ in range(MAX_CONFLICT_RETRIES):
         body = kube.get("RetrainJob", namespace, name)
@@ -99,33 +124,39 @@ def reconcile(kube: Kube, namespace: str, name: str, settings: Settings) -> floa
         except ValidationError as exc:
             logger.warning("RetrainJob %s/%s cannot be parsed: %s", namespace, name, exc)
             return None
-        exists, incumbent = incumbent_of(kube, namespace, rj.spec.model_deployment)
-        created = body["metadata"].get("creationTimestamp")
-        result = retrain.plan(
-            name=name,
-            spec=rj.spec,
-            status=rj.status,
-            generation=rj.metadata.generation,
-            created_at=parse_time(created) if created else datetime.now(UTC),
-            jobs=observe(kube, rj),
-            now=settings.clock(),
-            target_exists=exists,
-        )
-        for run in result.start:
-            kube.apply(
-                retrain.training_job(
-                    rj_name=name,
-                    rj_uid=rj.metadata.uid,
-                    namespace=namespace,
-                    spec=rj.spec,
-                    run=run,
-                    incumbent=incumbent,
-                    default_image=settings.trainer_image,
-                )
+        try:
+            exists, incumbent = incumbent_of(kube, namespace, rj.spec.model_deployment)
+            created = body["metadata"].get("creationTimestamp")
+            result = retrain.plan(
+                name=name,
+                spec=rj.spec,
+                status=rj.status,
+                generation=rj.metadata.generation,
+                created_at=parse_time(created) if created else datetime.now(UTC),
+                jobs=observe(kube, rj),
+                now=settings.clock(),
+                target_exists=exists,
             )
-            logger.info("Created Job %s/%s for run %d", namespace, run.job_name, run.number)
-        for job in result.delete_jobs:
-            kube.delete("Job", namespace, job)
+            for run in result.start:
+                kube.apply(
+                    retrain.training_job(
+                        rj_name=name,
+                        rj_uid=rj.metadata.uid,
+                        namespace=namespace,
+                        spec=rj.spec,
+                        run=run,
+                        incumbent=incumbent,
+                        default_image=settings.trainer_image,
+                    )
+                )
+                logger.info("Created Job %s/%s for run %d", namespace, run.job_name, run.number)
+            for job in result.delete_jobs:
+                kube.delete("Job", namespace, job)
+        except KubeError as exc:
+            stall = stalls.from_api_error("its Jobs", "manage", exc.status, namespace, exc.message)
+            if stall is None or exc.status != 403:
+                raise
+            return hold_stalled(kube, body, rj, stall, settings.clock())
         status = result.status.to_wire()
         if status != body.get("status"):
             body["status"] = status

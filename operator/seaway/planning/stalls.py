@@ -18,9 +18,11 @@ An outage of the API server itself (5xx, timeouts) is not a stall of this kind: 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from seaway import conditions
+from seaway.api.common import Condition
 from seaway.api.modeldeployment import ModelDeploymentStatus
 from seaway.planning.rollout import Event, Plan
 
@@ -69,6 +71,19 @@ def from_api_error(
     return None
 
 
+def hold_ready(
+    current: Sequence[Condition], stall: Stall, *, now: str, generation: int
+) -> tuple[list[Condition], bool]:
+    """Conditions with Ready=False saying why, and whether that is news (for one Event)."""
+    before = conditions.find(current, conditions.READY)
+    changed = before is None or before.reason != stall.reason or before.message != stall.message
+    updated = conditions.set_condition(
+        current, conditions.READY, "False", stall.reason, stall.message,
+        now=now, generation=generation,
+    )  # fmt: skip
+    return updated, changed
+
+
 def hold(
     previous: ModelDeploymentStatus, stall: Stall, *, now: str, generation: int
 ) -> tuple[ModelDeploymentStatus, list[Event], bool]:
@@ -77,17 +92,7 @@ def hold(
     The status is the previous one (the plan was not carried out) with Ready=False saying why.
     """
     st = previous.model_copy(deep=True)
-    before = conditions.find(st.conditions, conditions.READY)
-    changed = before is None or before.reason != stall.reason or before.message != stall.message
-    st.conditions = conditions.set_condition(
-        st.conditions,
-        conditions.READY,
-        "False",
-        stall.reason,
-        stall.message,
-        now=now,
-        generation=generation,
-    )
+    st.conditions, changed = hold_ready(st.conditions, stall, now=now, generation=generation)
     st.message = stall.message
     st.observed_generation = generation
     events = [Event("Warning", stall.reason, stall.message)] if changed else []
@@ -108,7 +113,7 @@ def explain_analysis(
         or not (state.message or "").startswith(_NO_METRICS)
     ):
         return
-    problem = (state.message or "")[len(_NO_METRICS):]
+    problem = (state.message or "")[len(_NO_METRICS) :]
     message = (
         f"the analysis of revision {st.canary_revision} holds the rollout at step"
         f" {st.current_step_index or 0}: no metrics ({problem}); check"
