@@ -292,6 +292,38 @@ def test_a_service_and_its_dns_name_answer_from_another_pod(
         assert r.status == 200
 
 
+def test_a_pod_reaches_the_api_server_through_the_kubernetes_service(
+    cluster: RealCluster, eventually: Callable[..., Any]
+) -> None:
+    # How in-cluster clients (the router, the chart's operator) find the API server.
+    script = (
+        "import json, os, ssl, urllib.request\n"
+        "sa = '/var/run/secrets/kubernetes.io/serviceaccount'\n"
+        "token = open(sa + '/token').read()\n"
+        "context = ssl.create_default_context(cafile=sa + '/ca.crt')\n"
+        "host = os.environ['KUBERNETES_SERVICE_HOST'], os.environ['KUBERNETES_SERVICE_PORT']\n"
+        "for base in ('https://kubernetes.default.svc', 'https://%s:%s' % host):\n"
+        "    request = urllib.request.Request(base + '/version',\n"
+        "                                     headers={'Authorization': 'Bearer ' + token})\n"
+        "    with urllib.request.urlopen(request, context=context, timeout=10) as r:\n"
+        "        print(base, r.status, json.load(r)['gitVersion'])\n"
+    )
+    pod = bare_pod("in-cluster", ["python", "-c", script])
+    pod["spec"]["automountServiceAccountToken"] = True
+    cluster.apply(pod)
+
+    def finished() -> dict[str, Any]:
+        found = cluster.get("pod", "in-cluster", NAMESPACE)
+        assert found["status"].get("phase") in ("Succeeded", "Failed")
+        return found
+
+    found = eventually(finished, timeout=90, what="the in-cluster Pod to finish")
+    logs = cluster.kubectl("logs", "-n", NAMESPACE, "in-cluster").stdout
+    assert found["status"]["phase"] == "Succeeded", logs
+    assert "https://kubernetes.default.svc 200 v1.35.4" in logs, logs
+    assert "https://10.96.0.1:443 200 v1.35.4" in logs, logs
+
+
 def test_a_pod_whose_readiness_probe_fails_stays_not_ready(
     cluster: RealCluster, eventually: Callable[..., Any]
 ) -> None:
