@@ -22,8 +22,9 @@ K8S_VERSION=${SEAWAY_K8S_VERSION:-v1.35.4}
 CONTAINERD_VERSION=v2.4.2
 RUNC_VERSION=v1.5.3
 COREDNS_VERSION=v1.14.7
-# The sandbox image name the node's containerd is configured with; the pause source's own tag
-# (build/pause/Makefile) is added as a second name.
+# The sandbox image name the node's containerd is configured with (the pause source of 1.35.4 is
+# tagged 3.10.1 in its Makefile; the binary reports it). One name only: skopeo and podman refuse
+# an OCI archive whose index lists several images unless told which one.
 PAUSE_REF=localhost/pause:3.10
 
 CACHE_HOME=${XDG_CACHE_HOME:-$HOME/.cache}/seaway
@@ -152,8 +153,8 @@ build_coredns() {
 }
 
 build_pause() {
-  local want  # the image is rewritten when the OCI writer changes
-  want="$K8S_VERSION $PAUSE_REF $(sha256sum "$OCI" | cut -c1-16)"
+  local want  # rewritten (in a second) when this script or the OCI writer changes
+  want="$K8S_VERSION $PAUSE_REF $(cat "$OCI" "${BASH_SOURCE[0]}" | sha256sum | cut -c1-16)"
   if is_current "$BIN/pause" "$K8S_VERSION" && is_current "$IMAGES/pause.oci.tar" "$want"; then
     say "pause ($PAUSE_REF): cached"; return
   fi
@@ -170,7 +171,7 @@ build_pause() {
   tar --numeric-owner --owner=0 --group=0 --mtime=@0 -C "$dir/rootfs" -cf "$dir/rootfs.tar" pause
   "$PYTHON" "$OCI" write --rootfs "$dir/rootfs.tar" \
     --out "$IMAGES/pause.oci.tar" --dockerfile "$src/Dockerfile" --created 2000-01-01T00:00:00Z \
-    --ref "$PAUSE_REF" --ref "${PAUSE_REF%:*}:$tag" >/dev/null
+    --ref "$PAUSE_REF" >/dev/null
   stamp "$IMAGES/pause.oci.tar" "$want"
   "$PYTHON" "$OCI" catalog "$IMAGES" >/dev/null
   rm -rf "$dir"
