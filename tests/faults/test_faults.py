@@ -119,9 +119,12 @@ def test_apiserver_frozen_during_a_pause_never_shortens_it(
     print(f"frozen {FREEZE:.0f}s at step {index}; revision 2 stable {recovered:.1f}s after")
     assert_bakes(weights, 2)
     assert_clean_rollout(user, "frozen", 2)
+    # The end is said once answers have kept coming for a while (outage.SETTLE)
+    until(lambda: outage_lines(operator_process.output())[1], timeout=30, what="outage's end")
     output = operator_process.output()
     assert "Traceback" not in output
     lost, back = outage_lines(output)
+    print("operator:", *lost, *back, sep="\n  ")
     assert len(lost) == 1 and len(back) == 1, (lost, back)
 
 
@@ -162,11 +165,14 @@ def test_restarted_mid_rollout_the_rollout_resumes(
     )
     assert_bakes(weights, 2)
     assert_clean_rollout(user, "restarted", 2)
+    if component == "kube-apiserver":
+        until(lambda: outage_lines(operator_process.output())[1], timeout=30, what="outage's end")
     output = operator_process.output()
     assert "Traceback" not in output
     lost, back = outage_lines(output)
     # Without etcd the API server holds requests rather than failing them: the operator may
     # see no outage at all; when it sees one, it says so once each way.
+    print("operator:", *lost, *back, sep="\n  ")
     expected = 1 if component == "kube-apiserver" else len(lost)
     assert len(lost) == len(back) == expected <= 1, (lost, back)
 

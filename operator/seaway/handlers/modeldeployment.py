@@ -398,6 +398,33 @@ def hold_stalled(
     return stalls.RETRY_SECONDS
 
 
+def write_status(kube: Kube, body: Manifest, status: dict[str, Any]) -> bool:
+    """Write ``status`` over the ``body`` it was planned from; False when the plan is stale.
+
+    A conflict because someone changed only labels or annotations (spec, generation and status
+    as read) leaves the plan as good as it was: the write is repeated with the new
+    resourceVersion instead of planning again. Otherwise a burst of metadata writes (a GitOps
+    tool's, a label sync's) keeps every pass conflicting and the rollout never moves.
+    """
+    meta = body["metadata"]
+    planned_from = (body.get("spec"), meta.get("generation"), body.get("status"))
+    body["status"] = status
+    for _ in range(MAX_CONFLICT_RETRIES):
+        try:
+            kube.replace_status("ModelDeployment", body)
+            return True
+        except Conflict:
+            fresh = kube.get("ModelDeployment", meta["namespace"], meta["name"])
+            if fresh is None or planned_from != (
+                fresh.get("spec"),
+                fresh["metadata"].get("generation"),
+                fresh.get("status"),
+            ):
+                return False
+            meta["resourceVersion"] = fresh["metadata"]["resourceVersion"]
+    return False
+
+
 def reconcile(kube: Kube, namespace: str, name: str, settings: Settings) -> float | None:
     """One pass; returns seconds until the next pass is needed without any event (or None)."""
     for _ in range(MAX_CONFLICT_RETRIES):
@@ -439,15 +466,9 @@ def reconcile(kube: Kube, namespace: str, name: str, settings: Settings) -> floa
             # Read after the weights and Deployments were written: see rollout.confirmed.
             confirmed(result, settings.clock())
             status = result.status.to_wire()
-            if status != body.get("status"):
-                body["status"] = status
-                try:
-                    kube.replace_status("ModelDeployment", body)
-                except Conflict:
-                    logger.info(
-                        "ModelDeployment %s/%s changed meanwhile; re-reading", namespace, name
-                    )
-                    continue
+            if status != body.get("status") and not write_status(kube, body, status):
+                logger.info("ModelDeployment %s/%s changed meanwhile; re-reading", namespace, name)
+                continue
         webhook = md.spec.notifications.webhook_url if md.spec.notifications else None
         notify.announce(
             kube,
