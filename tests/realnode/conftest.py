@@ -3,8 +3,8 @@
 Every test here is marked ``real_node`` (and ``cluster``: a control plane runs too). They share
 ONE cluster for the session (the node takes seconds to come up and its images as long to
 import), started with the command a user runs, in a temporary cache directory, and stopped with
-``seaway cluster down`` by the last test, which then checks the host item by item against what
-it was before ``up``.
+``seaway cluster down`` by the last test (:data:`LAST`, ordered last whatever modules are here),
+which then checks the host item by item against what it was before ``up``.
 
 Only one real node can run on a host, so sessions on the same host queue on a lock file
 (:data:`QUEUE`) before starting theirs. When the node cannot come up (not root, ``make node`` or
@@ -43,11 +43,28 @@ NAME = "rn-test"
 T = TypeVar("T")
 
 
+#: Runs first: it needs the host without a real node (each test there starts its own or none).
+FIRST = "test_failed_start.py"
+#: Runs last: it stops the session's cluster and compares the host with what it was before.
+LAST = "test_down_leaves_the_host_as_it_was"
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if HERE in Path(str(item.path)).resolve().parents:
-            item.add_marker(pytest.mark.real_node)
-            item.add_marker(pytest.mark.cluster)  # it runs a control plane too
+    """Mark this directory's tests, and order them: :data:`FIRST`'s module, the rest in file
+    order, then :data:`LAST` (whatever other modules the directory holds)."""
+    mine = [i for i, item in enumerate(items) if HERE in Path(str(item.path)).resolve().parents]
+    for index in mine:
+        items[index].add_marker(pytest.mark.real_node)
+        items[index].add_marker(pytest.mark.cluster)  # it runs a control plane too
+
+    def rank(item: pytest.Item) -> int:
+        if Path(str(item.path)).name == FIRST:
+            return 0
+        return 2 if item.name == LAST else 1
+
+    ordered = sorted((items[i] for i in mine), key=rank)
+    for index, item in zip(mine, ordered, strict=True):
+        items[index] = item
 
 
 def unavailable(reason: str) -> NoReturn:
