@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from seaway_serving import fastpath, protocol
-from seaway_serving.batching import Batcher, Outputs
+from seaway_serving.batching import Batcher, Outputs, Overloaded
+from seaway_serving.budget import Budget
 from seaway_serving.loader import LoadedModel
 from seaway_serving.metrics import ServingMetrics
 from seaway_serving.settings import ServingSettings
@@ -49,9 +50,11 @@ class Served:
 
 
 class DataPlane:
-    def __init__(self, settings: ServingSettings, metrics: ServingMetrics) -> None:
+    def __init__(self, settings: ServingSettings, metrics: ServingMetrics,
+                 budget: Budget | None = None) -> None:
         self.settings = settings
         self.metrics = metrics
+        self.budget = budget
         self.state = State.LOADING
         self.served: Served | None = None
         self.batcher: Batcher | None = None
@@ -63,7 +66,8 @@ class DataPlane:
         revision = self.settings.revision or m.version
         outputs = ["predict"] + (["predict_proba"] if m.outputs.predict_proba else [])
         spec = protocol.InputSpec(feature_names=tuple(f.name for f in m.inputs),
-                                  allow_nan=m.allow_nan, outputs=tuple(outputs))
+                                  allow_nan=m.allow_nan, outputs=tuple(outputs),
+                                  max_rows=self.settings.max_rows_per_request)
         types = {"predict": m.outputs.predict_datatype, "predict_proba": "FP64"}
         predictor = model.predictor or fastpath.EstimatorPredictor(model.estimator)
         self.served = Served(model, name, revision, spec, types, predictor)
@@ -134,7 +138,21 @@ class DataPlane:
         """Decode and enqueue; raises BadRequest, or Overloaded when the queue is full."""
         req = protocol.decode_infer(body, served.spec, header_length)
         assert self.batcher is not None
-        return req, self.batcher.submit(req.x, req.outputs)
+        budget = self.budget
+        if budget is None:
+            return req, self.batcher.submit(req.x, req.outputs)
+        held, rows = req.x.nbytes, req.x.shape[0]
+        if not budget.take(held, rows):
+            raise Overloaded(f"server busy: the rows in flight are at the budget "
+                             f"({budget.max_rows} rows, {budget.max_bytes} bytes: "
+                             "SEAWAY_MAX_INFLIGHT_ROWS, SEAWAY_MAX_INFLIGHT_BYTES); retry later")
+        try:
+            fut = self.batcher.submit(req.x, req.outputs)
+        except Overloaded:
+            budget.give(held, rows)
+            raise
+        fut.add_done_callback(lambda _: budget.give(held, rows))
+        return req, fut
 
     def response(self, served: Served, req: protocol.InferRequest, out: Outputs) -> bytes:
         doc: dict[str, Any] = {"model_name": served.name, "model_version": served.revision}

@@ -9,7 +9,9 @@ lives above it (``rest``, ``dataplane``).
 What it does do, because a production server must: keep-alive and pipelining (responses in
 request order), ``Expect: 100-continue``, a request body limit (413, the body is drained but never
 stored), header and URL size limits (431/414), idle and slow-request timeouts, back-pressure when
-the client does not read, and a graceful close that lets in-flight requests finish.
+the client does not read, and a graceful close that lets in-flight requests finish. With a
+:class:`~seaway_serving.budget.Budget`, the bodies held by all connections together are bounded
+too: a body that does not fit is drained, never stored, and answered 503 with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import httptools
+
+from seaway_serving.budget import Budget
 
 log = logging.getLogger(__name__)
 
@@ -92,9 +96,10 @@ class HttpServer:
     """Owns the listening socket and the open connections; ``handler`` answers requests."""
 
     def __init__(self, handler: Handler, *, max_body: int, keepalive_timeout: float = 75.0,
-                 request_timeout: float = 30.0) -> None:
+                 request_timeout: float = 30.0, budget: Budget | None = None) -> None:
         self.handler = handler
         self.max_body = max_body
+        self.budget = budget
         self.keepalive_timeout = keepalive_timeout
         self.request_timeout = request_timeout
         self.extra_headers = b""  # set once the model is known (its digest)
@@ -155,6 +160,8 @@ class HttpProtocol(asyncio.Protocol):
         self.body: list[bytes] = []
         self.body_size = 0
         self.too_large = False
+        self.over_budget = False
+        self.reserved = 0  # bytes of the budget held by the request being received
         self.reject: Response | None = None
         self.closing = False
         self.paused_writing = False
@@ -169,6 +176,8 @@ class HttpProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
         self.closing = True
+        self._release()
+        self.body = []  # the protocol and its parser form a cycle: drop the chunks now
         for slot in self.pending:
             fut = slot[2] if len(slot) > 2 else None
             if fut is not None and not fut.done():
@@ -205,6 +214,7 @@ class HttpProtocol(asyncio.Protocol):
         self.body = []
         self.body_size = 0
         self.too_large = False
+        self.over_budget = False
         self.reject = None
         self.request_started = time.monotonic()
 
@@ -229,11 +239,26 @@ class HttpProtocol(asyncio.Protocol):
                 # the client waits for our word before sending the body: refuse now, close
                 self.reject = self._too_large()
                 raise httptools.HttpParserError("body too large")
-        elif self.headers.get("expect", "").lower() == "100-continue" and self.transport:
+            return
+        budget = self.server.budget
+        if budget is not None and length is not None and length.isdigit() and int(length):
+            if budget.take(int(length)):
+                self.reserved = int(length)
+            else:
+                self.over_budget = True
+                if self.headers.get("expect", "").lower() == "100-continue":
+                    self.reject = self._busy(close=True)
+                    raise httptools.HttpParserError("over the memory budget")
+                return
+        if self.headers.get("expect", "").lower() == "100-continue" and self.transport:
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
         self.body_size += len(body)
+        if self.over_budget and not self.too_large:
+            if self.body_size > self.server.max_body:
+                self.too_large = True  # drained as a 413 instead
+            return
         if self.too_large:
             if self.body_size > 16 * self.server.max_body:  # stop draining a flood
                 self.reject = self._too_large()
@@ -242,8 +267,32 @@ class HttpProtocol(asyncio.Protocol):
         if self.body_size > self.server.max_body:
             self.too_large = True
             self.body = []
+            self._release()
             return
+        budget = self.server.budget
+        if budget is not None and self.body_size > self.reserved:  # a body without a length
+            extra = self.body_size - self.reserved
+            if not budget.take(extra):
+                self.over_budget = True
+                self.body = []
+                self._release()
+                return
+            self.reserved += extra
         self.body.append(body)
+
+    def _release(self) -> None:
+        if self.reserved and self.server.budget is not None:
+            self.server.budget.give(self.reserved)
+        self.reserved = 0
+
+    def _busy(self, close: bool = False) -> Response:
+        budget = self.server.budget
+        limit = budget.max_bytes if budget is not None else 0
+        resp = error_response(503, f"server busy: the requests in flight are at the budget of "
+                                   f"{limit} bytes (SEAWAY_MAX_INFLIGHT_BYTES); retry later",
+                              close=close)
+        resp.headers = b"retry-after: 1\r\n"
+        return resp
 
     def _too_large(self) -> Response:
         return error_response(413, f"request body is larger than {self.server.max_body} bytes "
@@ -255,18 +304,26 @@ class HttpProtocol(asyncio.Protocol):
         if self.too_large:
             self._enqueue(self._too_large(), False)
             return
+        if self.over_budget:
+            self._enqueue(self._busy(), keep_alive)
+            return
+        held, self.reserved = self.reserved, 0
+        budget = self.server.budget
         raw_url = self.url.decode("latin-1")
         path, _, query = raw_url.partition("?")
         request = Request(
             method=self.parser.get_method().decode("latin-1"), path=path, query=query,
             headers=self.headers, body=b"".join(self.body) if len(self.body) != 1
             else self.body[0], received=time.perf_counter())
+        self.body = []  # the chunks: not kept alive by an idle connection until its next request
         try:
             result = self.server.handler(request)
         except Exception:
             log.exception("Failed to handle %s %s", request.method, request.path)
             result = error_response(500, "internal error")
         if isinstance(result, Response):
+            if held and budget is not None:
+                budget.give(held)
             self._enqueue(result, keep_alive)
             return
         fut, finish = result
@@ -274,6 +331,8 @@ class HttpProtocol(asyncio.Protocol):
         self.pending.append(slot)
 
         def done(f: asyncio.Future[Any], slot: list[Any] = slot) -> None:
+            if held and budget is not None:
+                budget.give(held)
             if self.closing or f.cancelled():
                 return
             try:

@@ -110,11 +110,12 @@ class Rest:
             parsed, fut = self.plane.submit(served, req.body, header_length)
         except protocol.BadRequest as exc:
             return self._count(req, error_response(400, str(exc)))
-        except Overloaded:
-            resp = error_response(503, "server overloaded: the inference queue is full, "
-                                       "retry later")
+        except Overloaded as exc:
+            resp = error_response(503, str(exc) or "server overloaded: the inference queue is "
+                                  "full, retry later")
             resp.headers = _RETRY
             return self._count(req, resp)
+        req.body = b""  # decoded: the rows are what waits for the model, not the JSON
 
         def finish(f: asyncio.Future[Any]) -> Response:
             exc = f.exception()

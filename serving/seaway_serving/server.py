@@ -25,6 +25,7 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
+from seaway_serving import budget as memory
 from seaway_serving import contract, logs, sources
 from seaway_serving.dataplane import DataPlane
 from seaway_serving.errors import StartupError
@@ -105,11 +106,27 @@ def _settle(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) ->
 async def serve(settings: ServingSettings) -> int:
     loop = asyncio.get_running_loop()
     metrics = ServingMetrics()
-    plane = DataPlane(settings, metrics)
+    memory.use_mmap_for_large_buffers()
+    trimming: list[asyncio.TimerHandle] = []
+
+    def trim() -> None:
+        trimming.clear()
+        sizes = memory.trim()
+        if sizes is not None:
+            log.info("Returned free memory after a burst: resident %d -> %d MiB",
+                     sizes[0] >> 20, sizes[1] >> 20)
+
+    def trim_soon() -> None:  # after a burst; debounced, off the path of the last answer
+        if not trimming:
+            trimming.append(loop.call_later(0.2, trim))
+
+    budget = memory.Budget(settings.max_inflight_bytes, settings.max_inflight_rows,
+                           on_idle=trim_soon)
+    plane = DataPlane(settings, metrics, budget)
     rest = Rest(plane, metrics, access_log=settings.access_log)
     server = HttpServer(rest, max_body=settings.max_body_bytes,
                         keepalive_timeout=settings.keepalive_timeout_s,
-                        request_timeout=settings.request_timeout_s)
+                        request_timeout=settings.request_timeout_s, budget=budget)
     try:
         port = await server.start(settings.host, settings.port)
     except OSError as exc:

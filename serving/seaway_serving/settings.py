@@ -45,7 +45,17 @@ class ServingSettings(BaseSettings):
 
     host: str = "0.0.0.0"
     port: int = Field(8080, ge=0, le=65535)
-    max_body_bytes: int = Field(16 << 20, gt=0, description="Request bodies above this get 413")
+    max_body_bytes: int = Field(
+        4 << 20, gt=0, description="Request bodies above this get 413 (4 MiB: some 10,000 rows "
+        "of 30 features in JSON)")
+    max_inflight_bytes: int = Field(
+        64 << 20, gt=0, description="Request bodies and decoded rows held at once by all "
+        "requests; beyond: 503 with Retry-After")
+    max_inflight_rows: int = Field(
+        262_144, gt=0, description="Decoded rows waiting for or in predict; beyond: 503 with "
+        "Retry-After")
+    max_rows_per_request: int = Field(
+        100_000, gt=0, description="Rows one request may carry; more: 400")
     keepalive_timeout_s: float = Field(75.0, gt=0)
     request_timeout_s: float = Field(30.0, gt=0, description="Time to receive one request")
 
