@@ -11,15 +11,16 @@ Why our own writer: buildah (vfs driver, ``from scratch; add; commit; push oci-a
 same in 49 s against about 1 s here, and needs its storage set up on the host; the format is a
 few JSON documents and content digests, which the standard library writes.
 
-Why one uncompressed layer: the archive is imported on the machine that built it, where gzip costs
-20-30 s of one core on each build and containerd would only unpack it again.
+Why one uncompressed layer: the archive is imported on the machine that built it, where gzip
+would cost 27 s of one core per build of the server image (756 MB down to 231 MB) and containerd
+would only unpack it again.
 
 The image config comes from the final stage of the image's Dockerfile
 (:func:`config_from_dockerfile`: ENV, LABEL, USER, WORKDIR, EXPOSE, ENTRYPOINT, CMD), so the
 archive and a ``docker build`` of the same Dockerfile carry the same entrypoint, user and labels.
 
-Pure except for :func:`write` and :func:`read_index`, which touch the files they are given. Only
-the standard library is used: the build script runs this file with the system Python.
+Pure except for :func:`write`, :func:`read_index` and :func:`catalog`, which touch the files they
+are given. Only the standard library is used: the build scripts run this file with any python3.
 """
 
 from __future__ import annotations
@@ -297,13 +298,13 @@ def docker_manifest(config_digest: str, layer_digest: str, refs: Sequence[str]) 
 # -- files --------------------------------------------------------------------------------------
 
 
-def file_digest(path: Path) -> tuple[str, int]:
+def stream_digest(stream: IO[bytes]) -> tuple[str, int]:
+    """The sha256 digest and size of what ``stream`` yields, read a MiB at a time."""
     hasher = hashlib.sha256()
     size = 0
-    with path.open("rb") as stream:
-        while chunk := stream.read(_CHUNK):
-            hasher.update(chunk)
-            size += len(chunk)
+    while chunk := stream.read(_CHUNK):
+        hasher.update(chunk)
+        size += len(chunk)
     return "sha256:" + hasher.hexdigest(), size
 
 
@@ -329,7 +330,8 @@ def write(
     """Write the archive ``out`` (atomically: a temporary file renamed into place)."""
     created = created or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     mtime = calendar.timegm(time.strptime(created, "%Y-%m-%dT%H:%M:%SZ"))
-    layer_digest, layer_size = file_digest(rootfs)
+    with rootfs.open("rb") as stream:
+        layer_digest, layer_size = stream_digest(stream)
     config_blob = _json_bytes(config_document(config, layer_digest, created, architecture))
     manifest_blob = _json_bytes(manifest_document(config_blob, layer_digest, layer_size))
     small = {
@@ -372,13 +374,12 @@ def _check_blob(archive: tarfile.TarFile, digest: str, size: int) -> None:
         raise ArchiveError(f"blob {digest} is missing") from None
     if info.size != size:
         raise ArchiveError(f"blob {digest}: {info.size} bytes, the descriptor says {size}")
-    stream: IO[bytes] | None = archive.extractfile(info)
-    assert stream is not None
-    hasher = hashlib.sha256()
-    while chunk := stream.read(_CHUNK):
-        hasher.update(chunk)
-    if "sha256:" + hasher.hexdigest() != digest:
-        raise ArchiveError(f"blob {digest}: content digest is sha256:{hasher.hexdigest()}")
+    stream = archive.extractfile(info)
+    if stream is None:
+        raise ArchiveError(f"blob {digest} is not a file")
+    actual, _ = stream_digest(stream)
+    if actual != digest:
+        raise ArchiveError(f"blob {digest}: content digest is {actual}")
 
 
 def _verify_image(archive: tarfile.TarFile, digest: str, size: int) -> None:
