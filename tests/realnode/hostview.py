@@ -49,17 +49,13 @@ def iptables_listing() -> dict[str, list[str]]:
 
 
 def node_mounts(run_dir: Path) -> list[str]:
-    """Mount points the node could have made (its run dir, netns, the kubelet's and shims' dirs,
-    any overlay or nsfs mount)."""
+    """Mount points the node could have made: in its run dir (containers' root file systems,
+    volumes), Pods' network namespaces, and the kubelet's and the shims' fixed directories."""
     found = []
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        left, _, right = line.partition(" - ")
-        point = host.unescape_mount_path(left.split()[4])
-        fstype = right.split()[0] if right else ""
-        if (
-            str(run_dir) in point
-            or point.startswith(("/run/netns", "/var/lib/kubelet", "/run/containerd"))
-            or fstype in ("overlay", "nsfs")
+        point = host.unescape_mount_path(line.split()[4])
+        if str(run_dir) in point or point.startswith(
+            ("/run/netns", "/var/lib/kubelet", "/run/containerd")
         ):
             found.append(point)
     return sorted(found)
