@@ -90,6 +90,10 @@ def unknown_variables(environ: Mapping[str, str], known: frozenset[str],
 
 
 # -- seaway-router --------------------------------------------------------------------------
+#: A file holding the bearer token /feedback and /experiment require (a mounted Secret key).
+FEEDBACK_TOKEN_FILE = "SEAWAY_FEEDBACK_TOKEN_FILE"
+
+
 def router_args(*, configmap: str, port: int) -> list[str]:
     """The router's arguments: the ``<namespace>/<name>`` of its routes ConfigMap and its port."""
     return ["--configmap", configmap, "--port", str(port)]

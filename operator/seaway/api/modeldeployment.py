@@ -359,6 +359,16 @@ class Experiment(WireModel):
     sticky: Sticky | None = None
     bandit: Bandit | None = None
     promote_winner: PromoteWinner | None = None
+    feedback_token_secret_ref: Annotated[
+        SecretRef | None,
+        Field(
+            description=(
+                "A Secret whose key `token` (16 or more characters) the router then requires as"
+                " `Authorization: Bearer <token>` on /feedback and /experiment, so only those who"
+                " hold it can reward variants. Read when the router starts."
+            )
+        ),
+    ] = None
 
 
 class Mirror(WireModel):

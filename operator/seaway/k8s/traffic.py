@@ -58,6 +58,7 @@ class BuiltinRouter:
                 owner=owner,
                 image=self.router_image,
                 service_account=self.service_account,
+                feedback_secret=_feedback_secret(self.spec),
             )
         )
         self.kube.apply(
@@ -114,3 +115,9 @@ class GatewayRoute:
         prefix = f"{self.md_name}-r"
         live = {int(ref["name"].removeprefix(prefix)): ref.get("weight", 1) for ref in refs}
         return live == weights
+
+
+def _feedback_secret(spec: ModelDeploymentSpec) -> str | None:
+    experiment = spec.traffic.experiment if spec.traffic is not None else None
+    ref = experiment.feedback_token_secret_ref if experiment is not None else None
+    return ref.name if ref is not None else None

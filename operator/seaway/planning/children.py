@@ -325,8 +325,18 @@ def router_access(*, md_name: str, namespace: str, owner: Manifest) -> list[Mani
     ]
 
 
+#: Where the router finds the bearer token of /feedback and /experiment (a Secret's key).
+FEEDBACK_TOKEN_DIR = "/var/run/seaway/feedback"
+
+
 def router_deployment(
-    *, md_name: str, namespace: str, owner: Manifest, image: str, service_account: str | None
+    *,
+    md_name: str,
+    namespace: str,
+    owner: Manifest,
+    image: str,
+    service_account: str | None,
+    feedback_secret: str | None = None,
 ) -> Manifest:
     labels = _labels(md_name, "router")
     selector = {MD_LABEL: md_name, COMPONENT_LABEL: "router"}
@@ -353,6 +363,24 @@ def router_deployment(
         ],
         "volumes": [{"name": "tmp", "emptyDir": {}}],
     }
+    if feedback_secret is not None:
+        # /feedback steers the bandit: only holders of the Secret's token may call it
+        container = pod_spec["containers"][0]
+        container["env"] = [
+            {"name": contract.FEEDBACK_TOKEN_FILE, "value": f"{FEEDBACK_TOKEN_DIR}/token"}
+        ]
+        container["volumeMounts"].append(
+            {"name": "feedback-token", "mountPath": FEEDBACK_TOKEN_DIR, "readOnly": True}
+        )
+        pod_spec["volumes"].append(
+            {
+                "name": "feedback-token",
+                "secret": {
+                    "secretName": feedback_secret,
+                    "items": [{"key": "token", "path": "token"}],
+                },
+            }
+        )
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
