@@ -203,8 +203,12 @@ class Prometheus(WireModel):
         Field(
             min_length=1,
             max_length=2048,
-            pattern=r"^https?://.+",
-            description="e.g. http://prometheus:9090",
+            # no user info, query or fragment: the operator appends /api/v1/query to the path
+            pattern=r"^https?://[^/?#@\s]+(/[^?#\s]*)?$",
+            description=(
+                "e.g. http://prometheus:9090 (a path prefix may follow; no query, fragment or"
+                " user info). Its host must be on the operator's --allow-prometheus-host list."
+            ),
         ),
     ]
 
