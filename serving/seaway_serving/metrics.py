@@ -25,6 +25,8 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
                    2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 PSI_EPS = 1e-4
+#: Up to this many predictions, classes are counted in Python rather than with np.unique.
+SMALL_BATCH = 16
 
 
 def psi(expected: Sequence[float], actual_counts: np.ndarray) -> float:
@@ -218,13 +220,21 @@ class ServingMetrics:
         self._batch.observe(x.shape[0])
         if pred is not None:
             if self._classify:
-                for value, n in zip(*np.unique(pred, return_counts=True), strict=True):
-                    key = value.item() if isinstance(value, np.generic) else value
+                # a few rows (one client): count in Python; np.unique alone costs ~14 µs
+                if pred.ndim == 1 and pred.shape[0] <= SMALL_BATCH:
+                    counts: dict[Any, int] = {}
+                    for key in pred.tolist():
+                        counts[key] = counts.get(key, 0) + 1
+                else:
+                    counts = {(v.item() if isinstance(v, np.generic) else v): int(n)
+                              for v, n in zip(*np.unique(pred, return_counts=True),
+                                              strict=True)}
+                for key, n in counts.items():
                     child = self._class_children.get(key)
                     if child is None:
                         child = self.predictions.labels(*self._labels, str(key))
                         self._class_children[key] = child
-                    child.inc(int(n))
+                    child.inc(n)
             elif pred.dtype.kind in "fiu":
                 for v in pred.tolist():
                     self._value.observe(v)

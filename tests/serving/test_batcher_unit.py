@@ -29,8 +29,9 @@ async def _scenario() -> None:
     loop = asyncio.get_running_loop()
     calls: list[np.ndarray] = []
     gate = threading.Event()
+    # inline_max_s=0: every batch goes to the worker, which the gate holds
     batcher = Batcher(make_predict(calls, gate), loop=loop, max_batch_size=4, max_wait_s=0,
-                      max_queue=4)
+                      max_queue=4, inline_max_s=0)
     try:
         first = batcher.submit(rows(1), ["predict"])
         await asyncio.sleep(0.05)  # dispatched alone; the worker now waits on the gate
@@ -62,3 +63,45 @@ async def _scenario() -> None:
 
 def test_batches_skip_cancelled_requests_and_isolate_failures() -> None:
     asyncio.run(asyncio.wait_for(_scenario(), timeout=30))
+
+
+async def _lone_requests() -> None:
+    loop = asyncio.get_running_loop()
+    threads: list[str] = []
+    delay = [0.0]
+
+    def predict(x: np.ndarray, wanted: frozenset[str]) -> Outputs:
+        threads.append(threading.current_thread().name)
+        if delay[0]:
+            threading.Event().wait(delay[0])
+        if (x[:, 0] < 0).any():
+            raise ValueError("negative input")
+        return {"predict": x[:, 0] * 10}
+
+    batcher = Batcher(predict, loop=loop, max_batch_size=8, max_wait_s=0, inline_max_s=0.01)
+    try:
+        # one client: predicted on the loop's own thread, no hand-off
+        for v in (1, 2, -1):
+            fut = batcher.submit(rows(v), ["predict"])
+            try:
+                assert (await fut)["predict"].tolist() == [v * 10]
+            except ValueError as exc:
+                assert v == -1 and "negative input" in str(exc)
+        assert threads == ["MainThread"] * 3
+        # requests that arrive together are one batch, on a worker
+        futs = [batcher.submit(rows(v), ["predict"]) for v in (3, 4)]
+        assert [(await f)["predict"].tolist() for f in futs] == [[30.0], [40.0]]
+        assert threads[3].startswith("seaway-predict-")
+        # a model slower than inline_max_s never holds the loop: after its calls average over
+        # the limit, a lone request goes to a worker too
+        delay[0] = 0.03
+        for v in (5, 6, 7, 8, 9):
+            assert (await batcher.submit(rows(v), ["predict"]))["predict"].tolist() == [v * 10]
+        assert threads[-1].startswith("seaway-predict-")
+        assert batcher.depth == 0 and not batcher.busy
+    finally:
+        batcher.stop()
+
+
+def test_a_lone_request_is_predicted_without_a_thread_hop() -> None:
+    asyncio.run(asyncio.wait_for(_lone_requests(), timeout=30))
