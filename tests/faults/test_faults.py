@@ -231,11 +231,12 @@ def test_ten_spec_edits_in_five_seconds_the_last_one_wins(
 ) -> None:
     user = User(api, fault_namespace)
     operator_process.start()
-    user.create(body("edited", 1))
+    keep = {"revisionHistoryLimit": EDITS + 5}  # every revision stays in the history
+    user.create(body("edited", 1, **keep))
     until(lambda: stable(user, "edited", 1), timeout=60, what="revision 1 stable")
     with Weights(api, fault_namespace, "edited") as weights:
         for version in range(2, EDITS + 2):
-            user.patch_spec("edited", body("edited", version)["spec"])
+            user.patch_spec("edited", body("edited", version, **keep)["spec"])
             time.sleep(5.0 / EDITS)
         last_uri = f"s3://models/edited/v{EDITS + 1}/model.joblib"
 
