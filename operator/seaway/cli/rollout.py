@@ -154,6 +154,9 @@ def status(name: str, namespace: str | None, kubeconfig: str | None) -> None:
             f"  canary revision: {st['canaryRevision']} at step {st.get('currentStepIndex', 0)},"
             f" weight {st.get('canaryWeight', 0)}%"
         )
+        if st.get("pauseStartedAt"):
+            ends = st.get("pauseEndsAt") or "a promote (seaway promote)"
+            click.echo(f"  paused since {st['pauseStartedAt']} until {ends}")
     weights = ", ".join(f"r{w['revision']}={w['weight']}%" for w in st.get("weights", []))
     click.echo(f"  traffic: {weights or '-'}")
     if st.get("message"):
