@@ -22,13 +22,15 @@ read from its sources, in the same order:
   computed once here by the estimator's own code; then scikit-learn's own compiled
   ``predict_stages`` adds ``learning_rate * leaf`` per stage, and its loss turns the raw values
   into probabilities.
-* **HistGradientBoosting** (numerical features only): the baseline, then each iteration's
-  predictor objects in order, called directly. Each row is computed by one OpenMP thread, so the
-  thread count changes speed, never values: small batches use one thread (no team start-up).
+* **HistGradientBoosting** (numerical features only): float64 input, the baseline added onto
+  zeros, then each iteration's tree in order (``x <= num_threshold``, NaN by
+  ``missing_go_to_left``); the loss turns raw values into predictions and probabilities. Larger
+  batches call the fitted predictor objects directly; each row is one OpenMP thread's work, so
+  the thread count changes speed, never values: up to 64 rows use one thread (no team start-up).
 
-A forest is walked one of two ways, both exact: for a few rows, all trees at once as flat arrays
-(one NumPy step per tree level, ~50x cheaper than scikit-learn on one row); for larger batches,
-each tree's compiled ``apply`` in tree order. Any input the estimator would treat specially
+Forests and HistGradientBoosting are walked one of two ways, both exact: for a few rows, all
+trees at once as flat arrays (one NumPy step per tree level; a 100-tree forest on one row costs
+~50x less than scikit-learn's call); for larger batches, each tree's compiled walk in tree order. Any input the estimator would treat specially
 (wrong shape or dtype, no rows, values its validation rejects) is handed to the estimator itself,
 so errors read exactly as they would without this module.
 
@@ -105,6 +107,69 @@ class _Compiled:
         raise NotImplementedError
 
 
+# ------------------------------------------------------------------------------ flat trees
+class _FlatTrees:
+    """Many trees as one set of node arrays, walked together: one NumPy step per tree level.
+
+    A node sends a row left when ``x <= threshold`` (the row's dtype against a float64
+    threshold, as the compiled walks compare) or, for NaN, when ``nan_left``. A leaf points at
+    itself, so after ``depth`` steps every row sits on its leaf in every tree.
+    """
+
+    def __init__(self, trees: list[dict[str, np.ndarray]], width: int) -> None:
+        roots, feature, threshold, left, right, nan_left, values = [], [], [], [], [], [], []
+        offset = 0
+        depth = 0
+        for t in trees:
+            leaf = t["leaf"]
+            ids = np.arange(leaf.size)
+            roots.append(offset)
+            feature.append(np.where(leaf, 0, t["feature"]))
+            threshold.append(t["threshold"])
+            left.append(np.where(leaf, ids, t["left"]) + offset)
+            right.append(np.where(leaf, ids, t["right"]) + offset)
+            nan_left.append(np.asarray(t["nan_left"], dtype=bool))
+            values.append(np.asarray(t["values"], dtype=np.float64).reshape(leaf.size, width))
+            depth = max(depth, int(t["depth"]))
+            offset += leaf.size
+        self.n_trees = len(trees)
+        self.width = width
+        self.roots = np.asarray(roots, dtype=np.intp)
+        self.feature = np.concatenate(feature).astype(np.intp)
+        self.threshold = np.concatenate(threshold).astype(np.float64)
+        self.left = np.concatenate(left).astype(np.intp)
+        self.right = np.concatenate(right).astype(np.intp)
+        self.nan_left = np.concatenate(nan_left)
+        self.values = np.concatenate(values)
+        self.depth = depth
+
+    def leaves(self, x: np.ndarray, nan: bool) -> np.ndarray:
+        """Leaf values of every tree for every row of C-contiguous ``x``: (trees, rows, width)."""
+        n, f = x.shape
+        node = np.repeat(self.roots, n)  # tree-major: entry t * n + i is row i in tree t
+        cell = np.tile(np.arange(0, n * f, f, dtype=np.intp), self.n_trees)
+        flat = x.ravel()
+        for _ in range(self.depth):
+            xv = flat[cell + self.feature[node]]
+            go_left = xv <= self.threshold[node]
+            if nan:
+                go_left |= np.isnan(xv) & self.nan_left[node]
+            node = np.where(go_left, self.left[node], self.right[node])
+        out: np.ndarray = self.values[node].reshape(self.n_trees, n, self.width)
+        return out
+
+
+def _in_order(start: np.ndarray, leaves: np.ndarray) -> np.ndarray:
+    """``((start + leaves[0]) + leaves[1]) + ...``: exactly the order of a loop of ``+=``.
+
+    ``np.add.accumulate`` adds strictly in order along the axis (a plain ``sum`` would pair
+    terms up and round differently).
+    """
+    terms = np.concatenate([start[np.newaxis], leaves])
+    total: np.ndarray = np.add.accumulate(terms, axis=0)[-1]
+    return total
+
+
 # ---------------------------------------------------------------------------------- forests
 class _Forest(_Compiled):
     def __init__(self, estimator: Any) -> None:
@@ -122,8 +187,7 @@ class _Forest(_Compiled):
             raise Unsupported("no trees")
         self.width = (int(estimator.n_classes_) if self.classifier
                       else int(estimator.n_outputs_))
-        values, roots, feature, threshold, left, right, nan_left = [], [], [], [], [], [], []
-        offset = 0
+        flat = []
         for t in self.trees:
             v = np.asarray(t.value)
             # a classifier's tree holds (nodes, 1, n_classes), a regressor's (nodes, outputs, 1)
@@ -131,26 +195,14 @@ class _Forest(_Compiled):
                 t.node_count, self.width, 1)
             if v.shape != want:
                 raise Unsupported(f"tree values of shape {v.shape}, expected {want}")
-            values.append(v.reshape(t.node_count, self.width))
-            ids = np.arange(t.node_count)
-            leaf = t.children_left < 0
-            roots.append(offset)
-            feature.append(np.where(leaf, 0, t.feature))
-            threshold.append(t.threshold)
-            # a leaf points at itself, so a fixed number of steps leaves every row on its leaf
-            left.append(np.where(leaf, ids, t.children_left) + offset)
-            right.append(np.where(leaf, ids, t.children_right) + offset)
-            nan_left.append(np.asarray(t.missing_go_to_left, dtype=bool))
-            offset += t.node_count
-        self.values = [np.ascontiguousarray(v, dtype=np.float64) for v in values]
-        self.flat_values = np.concatenate(self.values)
-        self.roots = np.asarray(roots, dtype=np.intp)
-        self.feature = np.concatenate(feature).astype(np.intp)
-        self.threshold = np.concatenate(threshold).astype(np.float64)
-        self.left = np.concatenate(left).astype(np.intp)
-        self.right = np.concatenate(right).astype(np.intp)
-        self.nan_left = np.concatenate(nan_left)
-        self.depth = max(int(t.max_depth) for t in self.trees)
+            flat.append({"leaf": t.children_left < 0, "feature": t.feature,
+                         "threshold": t.threshold, "left": t.children_left,
+                         "right": t.children_right, "nan_left": t.missing_go_to_left,
+                         "values": v, "depth": t.max_depth})
+        self.flat = _FlatTrees(flat, self.width)
+        self.values = [np.ascontiguousarray(v.reshape(t.node_count, self.width),
+                                            dtype=np.float64)
+                       for v, t in ((np.asarray(t.value), t) for t in self.trees)]
 
     def _outputs(self, x: np.ndarray, proba: bool) -> Outputs | None:
         x32 = np.ascontiguousarray(x, dtype=np.float32)
@@ -175,25 +227,10 @@ class _Forest(_Compiled):
         return acc
 
     def walk(self, x32: np.ndarray) -> np.ndarray:
-        """Sum of leaf values, all trees walked together, one level per step."""
-        n, f = x32.shape
-        trees = len(self.trees)
-        node = np.repeat(self.roots, n)  # tree-major: entry t * n + i is row i in tree t
-        cell = np.tile(np.arange(0, n * f, f, dtype=np.intp), trees)
-        flat = x32.ravel()
-        nan = self.allow_nan and bool(np.isnan(flat).any())
-        for _ in range(self.depth):
-            xv = flat[cell + self.feature[node]]
-            go_left = xv <= self.threshold[node]
-            if nan:
-                go_left |= np.isnan(xv) & self.nan_left[node]
-            node = np.where(go_left, self.left[node], self.right[node])
-        leaves = self.flat_values[node].reshape(trees, n, self.width)
-        # scikit-learn adds tree 0 onto zeros: 0.0 + v is v except that -0.0 becomes +0.0
-        leaves[0] += 0.0
-        # accumulate runs strictly in order along the axis: ((0 + t0) + t1) + t2 ...
-        total: np.ndarray = np.add.accumulate(leaves, axis=0)[-1]
-        return total
+        """Sum of leaf values, all trees walked together; onto zeros as scikit-learn does."""
+        nan = self.allow_nan and bool(np.isnan(x32).any())
+        leaves = self.flat.leaves(x32, nan)
+        return _in_order(np.zeros(leaves.shape[1:]), leaves)
 
 
 # ------------------------------------------------------------------------ gradient boosting
@@ -252,17 +289,35 @@ class _HistGradientBoosting(_Compiled):
         self.k = int(estimator.n_trees_per_iteration_)
         self.predictors = [list(it) for it in estimator._predictors]
         self.n_threads = int(_openmp_effective_n_threads())
+        flat = []
+        for iteration in self.predictors:
+            for predictor in iteration:
+                nodes = predictor.nodes
+                if nodes["is_categorical"].any():
+                    raise Unsupported("categorical splits")
+                flat.append({"leaf": nodes["is_leaf"] != 0, "feature": nodes["feature_idx"],
+                             "threshold": nodes["num_threshold"], "left": nodes["left"],
+                             "right": nodes["right"], "nan_left": nodes["missing_go_to_left"],
+                             "values": nodes["value"], "depth": nodes["depth"].max()})
+        self.flat = _FlatTrees(flat, 1) if flat else None
 
     def _outputs(self, x: np.ndarray, proba: bool) -> Outputs | None:
         est = self.estimator
         x64 = x if x.dtype == np.float64 else x.astype(np.float64)
         n = x64.shape[0]
-        threads = 1 if n <= HGB_ONE_THREAD_ROWS else self.n_threads
         raw = np.zeros((n, self.k), dtype=self.baseline.dtype, order="F")
         raw += self.baseline
-        for iteration in self.predictors:
-            for k, predictor in enumerate(iteration):
-                raw[:, k] += predictor.predict(x64, self.bitsets, self.f_idx_map, threads)
+        if n <= WALK_MAX_ROWS and self.flat is not None:
+            x64 = np.ascontiguousarray(x64)
+            # (iterations * k, n, 1) in predictor order -> (iterations, k, n)
+            leaves = self.flat.leaves(x64, bool(np.isnan(x64).any()))
+            leaves = leaves.reshape(len(self.predictors), self.k, n)
+            raw[:] = _in_order(raw.T.copy(), leaves).T
+        else:
+            threads = 1 if n <= HGB_ONE_THREAD_ROWS else self.n_threads
+            for iteration in self.predictors:
+                for k, predictor in enumerate(iteration):
+                    raw[:, k] += predictor.predict(x64, self.bitsets, self.f_idx_map, threads)
         if not self.classifier:
             return est._loss.link.inverse(raw.ravel()), None
         # binary: "> 0" here, where GradientBoosting has ">= 0" (scikit-learn's own choices)
