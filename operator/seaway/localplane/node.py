@@ -312,7 +312,11 @@ def start_runtime(
         if not node.containerd_socket.exists():
             return False
         argv = runtime.ctr_args(bin_dir, node, "version")
-        return subprocess.run(argv, capture_output=True, timeout=10, check=False).returncode == 0
+        try:
+            answered = subprocess.run(argv, capture_output=True, timeout=10, check=False)
+        except subprocess.TimeoutExpired:
+            return False
+        return answered.returncode == 0
 
     starter.wait(
         "containerd to answer", containerd_answers, timeout, watched=[containerd], blame=containerd

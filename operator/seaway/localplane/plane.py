@@ -302,11 +302,11 @@ class Plane:
         if self.mode == SIMULATED:
             self._start_control_plane(timeout, env, None)
             return
-        state = node.prepare(self, env)
         try:
+            state = node.prepare(self, env)
             runtime = node.start_runtime(self, state, env, timeout)
-        except node.NodeError as exc:
-            raise PlaneError(str(exc)) from None
+        except (node.NodeError, OSError) as exc:
+            raise PlaneError(f"the real node could not start: {exc}") from None
         try:
             self._start_control_plane(timeout, env, (state, runtime))
         finally:
@@ -357,8 +357,8 @@ class Plane:
             self._wait_controllers(kcm, scheduler, timeout)
             try:
                 node.start_node(self, *real, timeout)
-            except node.NodeError as exc:
-                raise PlaneError(str(exc)) from None
+            except (node.NodeError, OSError) as exc:
+                raise PlaneError(f"the real node could not start: {exc}") from None
             self.wait_for_service_account("default", timeout=timeout)
             self._save(ready=True)
             return
