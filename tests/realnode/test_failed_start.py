@@ -7,6 +7,7 @@ the host.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -103,4 +104,38 @@ def test_a_component_failing_halfway_is_one_line_and_the_host_is_left_as_it_was(
     ]
     assert not (run_dir / "state.json").exists(), "a failed start stops what it started"
     differences = before.differences(HostView.capture(run_dir, broken))
+    assert differences == {}, "\n".join(f"{k}: {v}" for k, v in differences.items())
+
+
+def test_an_image_that_does_not_import_is_one_line_and_the_host_is_left_as_it_was(
+    short_tmp: Path, host_turn: None
+) -> None:
+    real = nodeconfig.node_dir(os.environ)
+    node_dir = short_tmp / "node"
+    (node_dir / "bin").mkdir(parents=True)
+    for name in nodeconfig.NODE_BINARIES:
+        (node_dir / "bin" / name).symlink_to(real / "bin" / name)
+    images = node_dir / "images"
+    images.mkdir()
+    (images / "pause.oci.tar").symlink_to(real / "images" / "pause.oci.tar")
+    (images / "garbage.oci.tar").write_bytes(b"this is not an image archive\n" * 100)
+    (images / "manifest.json").write_text(json.dumps({"images": [
+        {"archive": "pause.oci.tar", "refs": [nodeconfig.PAUSE_IMAGE]},
+        {"archive": "garbage.oci.tar", "refs": ["localhost/garbage:1"]},
+    ]}))  # fmt: skip
+    env = cli_env(short_tmp / "cache", node_dir=node_dir)
+    run_dir = config.cluster_dir("garbage", env)
+    before = HostView.capture(run_dir, node_dir)
+
+    up = seaway(env, "cluster", "up", "--real-node", "--name", "garbage", "--no-operator")
+
+    assert up.returncode == 1, up.stderr
+    assert "Traceback" not in up.stderr
+    errors = [line for line in up.stderr.splitlines() if line.startswith("Error:")]
+    assert errors == [
+        "Error: the real node could not start: importing garbage.oci.tar failed with exit code 1 "
+        f"(log: {run_dir / 'logs' / 'image-import.log'})"
+    ]
+    assert not (run_dir / "state.json").exists()
+    differences = before.differences(HostView.capture(run_dir, node_dir))
     assert differences == {}, "\n".join(f"{k}: {v}" for k, v in differences.items())

@@ -245,6 +245,7 @@ class Runtime:
     containerd: processes.Component
     archives: list[images.Archive]
     imports: list[tuple[subprocess.Popen[bytes], images.Archive]]
+    import_log: Path
 
     def abort(self) -> None:
         """Stop imports still running (the plane failed to start)."""
@@ -325,7 +326,8 @@ def start_runtime(
         archives = images.load(nodeconfig.images_dir(state.root))
     except images.CatalogError as exc:
         raise NodeError(str(exc)) from None
-    return Runtime(containerd, archives, _start_imports(bin_dir, node, archives, layout))
+    log = layout.log("image-import")
+    return Runtime(containerd, archives, _start_imports(bin_dir, node, archives, log), log)
 
 
 def start_node(starter: Starter, state: NodeState, started: Runtime, timeout: float) -> None:
@@ -363,7 +365,7 @@ def start_node(starter: Starter, state: NodeState, started: Runtime, timeout: fl
             blame=coredns,
         )
         # 7. images, then the Node
-        _finish_imports(started.imports, bin_dir, node, started.archives, timeout)
+        _finish_imports(started, bin_dir, node, timeout)
     finally:
         started.abort()
 
@@ -399,10 +401,9 @@ def _start_imports(
     bin_dir: Path,
     node: nodeconfig.NodeLayout,
     archives: list[images.Archive],
-    layout: config.Layout,
+    log: Path,
 ) -> list[tuple[subprocess.Popen[bytes], images.Archive]]:
     started = []
-    log = layout.log("image-import")
     for archive in archives:
         argv = runtime.ctr_args(bin_dir, node, "images", "import", str(archive.path))
         with log.open("ab") as out:
@@ -415,20 +416,20 @@ def _start_imports(
 
 
 def _finish_imports(
-    imports: list[tuple[subprocess.Popen[bytes], images.Archive]],
-    bin_dir: Path,
-    node: nodeconfig.NodeLayout,
-    archives: list[images.Archive],
-    timeout: float,
+    started: Runtime, bin_dir: Path, node: nodeconfig.NodeLayout, timeout: float
 ) -> None:
+    archives = started.archives
     deadline = time.monotonic() + timeout
-    for proc, archive in imports:
+    for proc, archive in started.imports:
         try:
             code = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             raise NodeError(f"importing {archive.path.name} took over {timeout:.0f}s") from None
         if code != 0:
-            raise NodeError(f"importing {archive.path.name} failed with exit code {code}")
+            raise NodeError(
+                f"importing {archive.path.name} failed with exit code {code} "
+                f"(log: {started.import_log})"
+            )
     listed = _check(runtime.ctr_args(bin_dir, node, "images", "list", "-q"), "ctr images list")
     present = set(listed.split())
     for source, target in images.missing_refs(archives, present):
