@@ -30,9 +30,10 @@ read from its sources, in the same order:
 
 Forests and HistGradientBoosting are walked one of two ways, both exact: for a few rows, all
 trees at once as flat arrays (one NumPy step per tree level; a 100-tree forest on one row costs
-~50x less than scikit-learn's call); for larger batches, each tree's compiled walk in tree order. Any input the estimator would treat specially
-(wrong shape or dtype, no rows, values its validation rejects) is handed to the estimator itself,
-so errors read exactly as they would without this module.
+~50x less than scikit-learn's call); for larger batches, each tree's compiled walk in tree order.
+Any input the estimator would treat specially (wrong shape or dtype, no rows, values its
+validation rejects) is handed to the estimator itself, so errors read exactly as they would
+without this module.
 
 Nothing here does I/O. :func:`choose` compiles a model and proves it equal to the estimator on
 sample rows before the server uses it; anything unsupported or unequal keeps the estimator.
