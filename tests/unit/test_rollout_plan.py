@@ -517,3 +517,24 @@ def test_a_revision_rolled_out_again_keeps_no_stale_reason() -> None:
     r1 = revisions.find_by_number(sim.status.revisions, 1)
     assert r1 is not None and r1.fate == "Canary"
     assert r1.reason is None and r1.message is None
+
+
+def test_an_experiment_gives_a_variant_traffic_only_once_it_has_a_ready_pod() -> None:
+    """Found with real pods: a retired variant got its share before its pods came back (502s)."""
+    sim = Sim()
+    stable_at_one(sim)
+    sim.ready[2] = 2
+    sim.step(spec(D2, rollout={"strategy": "Immediate"}))
+    assert sim.status.stable_revision == 2
+    sim.ready[1] = 0  # revision 1 is retired: scaled to zero
+    ab = spec(D2, rollout={"strategy": "Immediate"}, traffic={"experiment": {
+        "type": "ABTest", "variants": [{"revision": 1, "weight": 30},
+                                       {"revision": 2, "weight": 70}]}})
+    p = sim.step(ab, after=1)
+    assert p.replicas[1] == 2, "the retired variant is scaled up"
+    assert p.weights.get(1, 0) == 0 and {w.revision: w.weight for w in sim.status.weights} == {
+        2: 100}
+    assert p.requeue_after is not None and p.requeue_after <= 2.0
+    sim.ready[1] = 1
+    p = sim.step(ab, after=2)
+    assert p.weights == {1: 30, 2: 70}

@@ -303,8 +303,14 @@ class _Pass:
             self.st.experiment = ExperimentStatus(
                 variants=[VariantStatus(revision=r, weight=w) for r, w in split.items()]
             )
-        self.plan.weights = split
         self.experiment_revisions = set(split)
+        waiting = sorted(r for r, w in split.items() if w > 0 and self.ready(r) == 0)
+        if waiting:
+            # A variant gets traffic only once it has a ready pod (a retired revision is scaled
+            # up first); until then the rollout's own weights stay in force.
+            self.requeue(2.0)
+            return
+        self.plan.weights = split
         if self.st.experiment.winner is None:
             self.requeue(experiments.MEASURE_EVERY.total_seconds())
 
