@@ -330,3 +330,41 @@ def test_sigterm_finishes_requests_in_flight(backends, router):
     assert result == [200]
     assert any(rec.get("msg") == "Stopped" and rec.get("unfinished") == 0
                for rec in rt.log_lines())
+
+
+def test_a_backend_that_refuses_for_a_moment_is_tried_again_not_failed(router):
+    """A Service whose first endpoint just became ready may refuse until the node's proxy rules
+    catch up (seen on the real node); such a request is tried again on the same backend."""
+    import http.server
+    import threading
+
+    port = free_port()
+    rt = router(routes_doc(("churn-r1", 1, f"http://127.0.0.1:{port}", 100)))
+
+    class Answer(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    late: list[http.server.HTTPServer] = []
+
+    def listen_later() -> None:
+        time.sleep(0.15)
+        late.append(http.server.HTTPServer(("127.0.0.1", port), Answer))
+        late[0].serve_forever()
+
+    threading.Thread(target=listen_later, daemon=True).start()
+    try:
+        reply = rt.client().post("/v2/models/m/infer", b"{}")
+        assert reply.status == 200, reply.body
+        assert metric(rt.metrics(), "seaway_router_upstream_errors_total", reason="connect") == 0
+    finally:
+        if late:
+            late[0].shutdown()
+            late[0].server_close()

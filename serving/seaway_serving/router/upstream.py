@@ -10,13 +10,17 @@ backend refuses or breaks the connection or answers garbage, 503 when the pool's
 504 when the backend does not answer in time. A request that failed on a *reused* keep-alive
 connection before any byte of answer arrived is retried once on a fresh connection: the backend
 may have closed that idle connection just as the request was written, which is not a failure
-of the backend.
+of the backend. A connection *refused* is tried again on the same backend, twice, after 0.1 s and
+0.3 s: no byte was sent, and a Service whose first endpoint just became ready may refuse for a
+moment until the node's proxy rules catch up. A backend that stays down still answers 502 (never
+another backend: that would hide a failing canary).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 from collections import deque
 from dataclasses import dataclass, field
@@ -40,6 +44,10 @@ class UpstreamResponse:
     body: bytes
 
 
+#: Delays before connecting again after a refused connection (one per retry).
+REFUSED_RETRY_DELAYS = (0.1, 0.3)
+
+
 @dataclass(slots=True, eq=False)
 class Exchange:
     """One request in flight to a backend, across a possible retry."""
@@ -50,6 +58,7 @@ class Exchange:
     conn: UpstreamConnection | None = None
     timer: asyncio.TimerHandle | None = None
     retried: bool = False
+    refused: int = 0  # connections refused so far
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -226,6 +235,14 @@ class Pool:
                 self.connect_timeout)
         except (OSError, TimeoutError) as exc:
             self.connecting -= 1
+            if (isinstance(exc, OSError) and exc.errno == errno.ECONNREFUSED
+                    and ex.refused < len(REFUSED_RETRY_DELAYS) and not self.closed
+                    and not ex.future.done()):
+                delay = REFUSED_RETRY_DELAYS[ex.refused]
+                ex.refused += 1
+                self.connecting += 1  # still on its way: queued requests must not give up
+                loop.call_later(delay, self._reconnect, ex)
+                return
             detail = ("timed out" if isinstance(exc, TimeoutError)
                       else exc.strerror or str(exc) or type(exc).__name__)
             self.fail(ex, UpstreamError(
@@ -243,6 +260,12 @@ class Pool:
             self.release(conn)
         else:
             conn.send(ex, reused=False)
+
+    def _reconnect(self, ex: Exchange) -> None:
+        self.connecting -= 1
+        if ex.future.done():  # timed out or the client left meanwhile
+            return
+        self._connect(ex)
 
     def _fail_waiting_if_no_connections(self, detail: str) -> None:
         """Requests queued behind a backend that cannot be reached would only time out."""
