@@ -204,3 +204,51 @@ def test_huge_declared_shapes_are_a_400_not_a_stack_trace(
         assert "declares more than" in reply.json()["error"]
     assert server.ready_status() == 200
     assert "Traceback" not in server.log_path.read_text()
+
+
+# -- what held up in the review, kept tested ---------------------------------------------------
+SMUGGLING = [
+    b"POST /v2/models/logreg/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
+    b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"POST /v2/models/logreg/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
+    b"Content-Length: 40\r\n\r\nabcdGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"POST /v2/models/logreg/infer HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, identity"
+    b"\r\n\r\n0\r\n\r\n",
+]
+
+
+def test_request_smuggling_is_refused_and_nothing_is_smuggled(
+    start_server: Any, logreg_bundle: Path
+) -> None:
+    import socket
+
+    server = start_server(logreg_bundle).wait_ready()
+    for raw in SMUGGLING:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(raw)
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+        assert answer.count(b"HTTP/1.1 ") == 1, "a second, smuggled request was answered"
+    assert server.ready_status() == 200
+
+
+def test_the_bytes_deserialized_are_the_bytes_hashed(
+    logreg_bundle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No second read between the digest check and the load: a swap in between changes nothing."""
+    from seaway_serving import bundle, loader
+
+    hashed: list[bytes] = []
+    loaded: list[bytes] = []
+    verify, deserialize = loader.verify_digest, loader.deserialize
+    monkeypatch.setattr(loader, "verify_digest",
+                        lambda data, *a, **k: hashed.append(data) or verify(data, *a, **k))
+    monkeypatch.setattr(loader, "deserialize",
+                        lambda data, *a, **k: loaded.append(data) or deserialize(data, *a, **k))
+    manifest = loader.read_manifest(logreg_bundle)
+    policy = loader.Policy(max_bytes=1 << 30, pinned_digest=manifest.sha256)
+    model = loader.load(logreg_bundle, policy)
+    assert len(hashed) == len(loaded) == 1 and hashed[0] is loaded[0]
+    assert model.digest == manifest.sha256 == bundle.sha256_of(loaded[0])
