@@ -39,3 +39,33 @@ def test_smuggling_through_the_router_is_refused(backends, router):
             answer += chunk
     assert answer.startswith(b"HTTP/1.1 400 ") and answer.count(b"HTTP/1.1 ") == 1
     assert bk.stats("a")["live"] == 0
+
+
+def test_bodies_waiting_for_a_backend_are_bounded_together(backends, router):
+    import threading
+
+    from tests.router.conftest import Client
+
+    bk = backends("slow::400")  # answers after 400 ms
+    rt = router(routes_doc(("r1", 1, bk.url("slow"), 100)), max_inflight_bytes=str(1_000_000))
+    body = b"x" * 600_000
+    replies = []
+
+    def send() -> None:
+        client = Client(rt.port)
+        try:
+            replies.append(client.post("/v2/models/m/infer", body))
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=send) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    codes = sorted(r.status for r in replies)
+    assert codes[0] == 200 and codes[-1] == 503, codes
+    busy = next(r for r in replies if r.status == 503)
+    assert busy.headers["retry-after"] == "1"
+    assert "SEAWAY_MAX_INFLIGHT_BYTES" in busy.json()["error"]
+    assert Client(rt.port).post("/v2/models/m/infer", body).status == 200, "the budget came back"

@@ -21,6 +21,7 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
+from seaway_serving import budget as memory
 from seaway_serving import logs
 from seaway_serving.httpserver import HttpServer
 from seaway_serving.router import kube
@@ -98,9 +99,22 @@ async def serve(settings: RouterSettings) -> int:
                                      watch_seconds=settings.kube_watch_seconds)
         what = f"ConfigMap {settings.configmap} via {access.server}"
 
+    # bodies wait for a backend here: bound them all together, and give memory back after a burst
+    memory.use_mmap_for_large_buffers()
+    trimming: list[asyncio.TimerHandle] = []
+
+    def trim() -> None:
+        trimming.clear()
+        memory.trim()
+
+    def trim_soon() -> None:
+        if not trimming:
+            trimming.append(loop.call_later(0.2, trim))
+
+    budget = memory.Budget(settings.max_inflight_bytes, 1 << 62, on_idle=trim_soon)
     server = HttpServer(router, max_body=settings.max_body_bytes,
                         keepalive_timeout=settings.keepalive_timeout_s,
-                        request_timeout=settings.request_timeout_s)
+                        request_timeout=settings.request_timeout_s, budget=budget)
     try:
         port = await server.start(settings.host, settings.port)
     except OSError as exc:

@@ -42,6 +42,9 @@ class RouterSettings(BaseSettings):
     host: str = "0.0.0.0"
     port: int = Field(8080, ge=0, le=65535)
     max_body_bytes: int = Field(16 << 20, gt=0, description="Request bodies above this get 413")
+    max_inflight_bytes: int = Field(
+        128 << 20, gt=0, description="Request bodies held at once by all requests in flight; "
+        "beyond: 503 with Retry-After")
     keepalive_timeout_s: float = Field(75.0, gt=0)
     request_timeout_s: float = Field(30.0, gt=0, description="Time to receive one request")
     max_response_bytes: int = Field(64 << 20, gt=0, description="Larger backend answers: 502")
