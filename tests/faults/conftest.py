@@ -176,11 +176,11 @@ class OperatorProcess:
     env: dict[str, str] = field(default_factory=dict)
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
-    def start(self, **env: str) -> subprocess.Popen[bytes]:
+    def start(self, *args: str, **env: str) -> subprocess.Popen[bytes]:
         merged = {**self.plane.env(), **self.env, **env}
         with self.log.open("ab") as out:
             proc = subprocess.Popen(
-                [*seaway_command(), "operator", "run", "-n", self.namespace],
+                [*seaway_command(), "operator", "run", "-n", self.namespace, *args],
                 env=merged, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
         self.procs.append(proc)

@@ -321,3 +321,51 @@ def test_a_burst_of_metadata_writes_during_a_rollout(
     assert_bakes(weights, 2)
     assert_clean_rollout(user, "busy", 2)
     assert "Traceback" not in output
+
+
+#: Longer than the leader Lease (15 s).
+LEADER_FREEZE = 25.0
+WRITES = ("Set weights", "Applied Deployment", "RevisionCreated", "StepReached", "Promoted")
+
+
+def test_a_leader_frozen_past_its_lease_never_writes_after_it_wakes(
+    api: Any, fault_namespace: str, fault_plane: Any, tmp_path: Any
+) -> None:
+    user = User(api, fault_namespace)
+    ops = {
+        n: OperatorProcess(fault_plane, fault_namespace, tmp_path / f"{n}.log") for n in ("a", "b")
+    }
+    leader_flags = ("--leader-elect", "--lease-namespace", fault_namespace)
+    procs = {n: op.start(*leader_flags, HOSTNAME=f"replica-{n}") for n, op in ops.items()}
+    try:
+        leader = until(
+            lambda: next((n for n, op in ops.items() if "Became the leader" in op.output()), None),
+            timeout=60, what="a leader",
+        )  # fmt: skip
+        follower = "b" if leader == "a" else "a"
+        user.create(body("fenced", 1))
+        until(lambda: stable(user, "fenced", 1), timeout=60, what="revision 1 stable")
+        with Weights(api, fault_namespace, "fenced") as weights:
+            user.patch_spec("fenced", body("fenced", 2)["spec"])
+            until(lambda: user.status("fenced").get("currentStepIndex") == 1, timeout=60,
+                  what="step 1")  # fmt: skip
+            os.kill(procs[leader].pid, signal.SIGSTOP)
+            try:
+                time.sleep(LEADER_FREEZE)
+            finally:
+                woke_at = len(ops[leader].output())
+                os.kill(procs[leader].pid, signal.SIGCONT)
+            code = procs[leader].wait(timeout=30)
+            until(lambda: stable(user, "fenced", 2), timeout=90, what="revision 2 stable")
+            until(lambda: weights.changes[-1].weights == {2: 100}, timeout=10, what="100%")
+        after_waking = ops[leader].output()[woke_at:]
+        print(f"the frozen leader exited with {code}; after waking it logged:\n{after_waking}")
+        assert code == 1 and "Lost the Lease" in after_waking
+        assert not [line for line in after_waking.splitlines() if line.startswith(WRITES)]
+        assert "Became the leader" in ops[follower].output()
+        assert_bakes(weights, 2)
+        assert_clean_rollout(user, "fenced", 2)
+        assert "Traceback" not in ops[leader].output() + ops[follower].output()
+    finally:
+        for op in ops.values():
+            op.stop_all()

@@ -215,3 +215,17 @@ def test_kopf_backoffs_never_run_out_and_jitter() -> None:
     ceilings = [1, 2, 4, 8] + [10] * 96
     assert all(c / 2 <= d <= c for d, c in zip(delays, ceilings, strict=True))
     assert len(set(delays)) > 90
+
+
+def test_after_the_lease_may_have_expired_only_the_lease_is_written(
+    kube: Kube, server: FakeServer
+) -> None:
+    manifest = {"kind": "ConfigMap", "metadata": {"namespace": "ns", "name": "x"}}
+    kube.lead_until(time.monotonic() + 60)
+    kube.apply(manifest)
+    kube.lead_until(time.monotonic() - 1)  # e.g. frozen for longer than the Lease
+    with pytest.raises(StalePass):
+        kube.apply(manifest)
+    kube.replace({"kind": "Lease", "metadata": {"namespace": "ns", "name": "seaway-operator"}})
+    assert kube.get("ConfigMap", "ns", "x") is not None, "reads are harmless"
+    assert [r.split()[0] for r in server.requests] == ["PATCH", "PUT", "GET"]

@@ -128,9 +128,11 @@ async def lead(kube: Kube, queue: WorkQueue) -> None:
     leading, renewed = False, 0.0
     logger.info("Waiting for the Lease %s/%s as %s", elector.namespace, elector.name, identity)
     while True:
+        sent = loop.time()  # the Lease's renewTime is taken before the request
         held = await asyncio.to_thread(elector.try_once)
         if held:
-            renewed = loop.time()
+            renewed = sent
+            kube.lead_until(sent + elector.duration_seconds - 2 * RENEW_EVERY)
             if not leading:
                 leading = True
                 queue.start()

@@ -105,6 +105,7 @@ class CachedKube(Kube):
         self.requests = kube.requests
         self.outage = kube.outage  # the requests go through ``kube``: so do their reports
         self._pass = kube._pass
+        self._fence = kube._fence
         self._kube = kube
         self.store = store
         self._warm_selector = warm_selector

@@ -90,6 +90,10 @@ class Unavailable(KubeError):
     """
 
 
+class _Fence:
+    until: float | None = None
+
+
 class StalePass(Exception):
     """The pass ran past its time budget before a write: what it planned may be out of date."""
 
@@ -129,6 +133,18 @@ class Kube:
         self.outage = Outage()
         #: The running pass's deadline (monotonic), per thread: see :meth:`budget`.
         self._pass = threading.local()
+        #: Until when (monotonic) this replica surely holds the Lease: see :meth:`lead_until`.
+        self._fence = _Fence()
+
+    def lead_until(self, deadline: float | None) -> None:
+        """Writes other than the Lease's own are refused (:class:`StalePass`) after ``deadline``.
+
+        The fence for a leader that was frozen (SIGSTOP, a stalled VM) for longer than its
+        Lease: when it wakes, its overdue passes would otherwise write at once, before its
+        leader loop notices that another replica took over. Checked before each request is
+        sent; a freeze between the check and the send still lets that one request through.
+        """
+        self._fence.until = deadline
 
     @contextlib.contextmanager
     def budget(self, seconds: float) -> Iterator[None]:
@@ -153,6 +169,10 @@ class Kube:
         deadline = getattr(self._pass, "deadline", None)
         if method != "GET" and deadline is not None and time.monotonic() > deadline:
             raise StalePass(f"{method} {path} not sent: the pass ran past its time budget")
+        fence = self._fence.until
+        lease = path.startswith(RESOURCES["Lease"].prefix)  # renewing it is how to lead again
+        if method != "GET" and fence is not None and time.monotonic() > fence and not lease:
+            raise StalePass(f"{method} {path} not sent: the leader Lease may have expired")
         method, url, headers, payload, post = self.api.param_serialize(
             method,
             path,
