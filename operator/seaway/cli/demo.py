@@ -80,8 +80,16 @@ class Demo:
         self.shell(f"kubectl -n {NAMESPACE} patch md {NAME} --type merge -p '{summary}'")
         self.kubectl("patch", "md", NAME, "-n", NAMESPACE, "--type", "merge", "-p", body)
 
-    def watch(self, done: Callable[[Status], bool], what: str) -> Status:
-        """Print a ``kubectl get md -w`` style line whenever a column changes, until ``done``."""
+    def watch(
+        self,
+        done: Callable[[Status], bool],
+        what: str,
+        extra: Callable[[], str] | None = None,
+    ) -> Status:
+        """Print a ``kubectl get md -w`` style line whenever a column changes, until ``done``.
+
+        ``extra`` gives a line printed under each row from the second on (the live answers).
+        """
         self.shell(f"kubectl -n {NAMESPACE} get md {NAME} --watch")
         self.say("  " + row(COLUMNS))
         deadline = time.monotonic() + self.timeout
@@ -91,6 +99,8 @@ class Demo:
             status = body.get("status", {})
             columns = get_md_row(body)
             if columns[:-1] != (last or ())[:-1]:
+                if extra is not None and last is not None:
+                    self.say("      " + click.style(extra(), dim=True))
                 self.say("  " + row(columns))
                 last = columns
             if body and done(status):
@@ -298,15 +308,18 @@ def _display(command: str) -> str:
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else path.name
 
 
-def _start(name: str) -> plane.Plane:
-    """``seaway cluster up`` as a user runs it (progress on stderr), then the plane it started."""
-    click.echo(click.style("  $ seaway cluster up --simulated", fg="cyan"))
-    result = subprocess.run(
-        # Simulated: the story's failing revision is made with kwok's not-ready label, and the
-        # example's model lives in an S3 bucket that a real model server could not reach here.
-        [*_seaway(), "cluster", "up", "--name", name, "--simulated"],
-        stdout=subprocess.PIPE, text=True, check=False,
-    )  # fmt: skip
+def _start(name: str, simulated: bool) -> plane.Plane:
+    """``seaway cluster up`` as a user runs it (progress on stderr), then the plane it started.
+
+    Without ``simulated`` the cluster runs a real node where the host allows it (``up`` says
+    which mode in one line, and why).
+    """
+    argv = [*_seaway(), "cluster", "up", "--name", name]
+    if simulated:
+        argv.append("--simulated")
+    click.echo(click.style(f"  $ seaway cluster up{' --simulated' if simulated else ''}",
+                           fg="cyan"))  # fmt: skip
+    result = subprocess.run(argv, stdout=subprocess.PIPE, text=True, check=False)
     if result.returncode != 0:
         raise click.ClickException("seaway cluster up failed (its output is above)")
     run_dir = config.cluster_dir(name, os.environ)
@@ -339,9 +352,15 @@ def _start(name: str) -> plane.Plane:
     type=click.FloatRange(min=10),
     help="Seconds each step may take before the demo gives up.",
 )
-def demo(name: str, interactive: bool | None, timeout: float) -> None:
+@click.option(
+    "--simulated",
+    is_flag=True,
+    help="Simulate Pods on kwok's node even where a real node could run.",
+)
+def demo(name: str, interactive: bool | None, timeout: float, simulated: bool) -> None:
     """A canary rollout, a model that never becomes ready, and the automatic revert, narrated
-    on the local control plane (run from a Seaway clone: `make demo`)."""
+    on the local control plane (run from a Seaway clone: `make demo`). With a real node, live
+    predictions go through the router for the whole story."""
     if not (APP / "kustomization.yaml").exists() or not CRDS.is_dir():
         raise click.ClickException(
             f"the demo applies files of a Seaway clone ({APP.relative_to(ROOT)}, "
@@ -353,18 +372,29 @@ def demo(name: str, interactive: bool | None, timeout: float) -> None:
     click.echo(click.style("Seaway demo", bold=True))
     click.echo(
         "A canary rollout, a model that never becomes ready, and the automatic revert, on a\n"
-        "local Kubernetes control plane (real API server, simulated node: Pods become Ready\n"
-        "without running containers, so this shows rollouts and reverts, not predictions)."
+        "local Kubernetes cluster: with a real node, model servers and the router run in\n"
+        "containers and live predictions flow all along; on the simulated node Pods become\n"
+        "Ready without running containers (rollouts and reverts, not predictions)."
     )
     click.echo()
     click.echo(click.style("[1/5] Starting the local control plane and the Seaway operator",
                            bold=True))  # fmt: skip
-    cluster = _start(name)
-    story = Demo(cluster, interactive=interactive, timeout=timeout)
+    cluster = _start(name, simulated)
+    real = cluster.mode == plane.REAL
+    click.echo(f"  Pods run {'in containers on a real node' if real else 'on the simulated node'}.")
+    if real:
+        from seaway.cli.realdemo import RealDemo
+
+        story: Demo = RealDemo(cluster, interactive=interactive, timeout=timeout)
+    else:
+        story = Demo(cluster, interactive=interactive, timeout=timeout)
     story.install_crds()
     story.first_revision()
     story.canary()
     story.failure()
+    if real:
+        assert isinstance(story, RealDemo)
+        _, failed, wrong = story.summary()
     kubectl = cluster.bins.get("kubectl", Path("kubectl"))
     stop = (
         "make down   (or: seaway cluster down)"
@@ -381,3 +411,7 @@ def demo(name: str, interactive: bool | None, timeout: float) -> None:
     click.echo(f"  {seaway} status {NAME} -n {NAMESPACE}   # revisions, weights, conditions")
     click.echo(f"  {seaway} rollback {NAME} -n {NAMESPACE} --to-revision 1")
     click.echo(f"Stop it with: {stop}")
+    if real and (failed or wrong):
+        raise click.ClickException(
+            f"{failed} requests failed and {wrong} answers differed from scikit-learn's"
+        )
