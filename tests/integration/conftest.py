@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import pytest
+from tests.support import polling
 
 T = TypeVar("T")
 HERE = Path(__file__).resolve().parent
@@ -35,25 +36,7 @@ class Consistently(Protocol):
 
 
 def _eventually(check: Callable[[], T], *, timeout: float = 30.0, what: str = "") -> T:
-    """Call ``check`` until it neither raises AssertionError nor returns False; return its value.
-
-    Only AssertionError is retried: any other exception is a bug in the test and fails at once.
-    """
-    deadline = time.monotonic() + timeout
-    delay = 0.05
-    while True:
-        try:
-            result = check()
-        except AssertionError:
-            if time.monotonic() >= deadline:
-                raise
-        else:
-            if result is not False:
-                return result
-            if time.monotonic() >= deadline:
-                raise AssertionError(f"not reached within {timeout:.0f}s: {what or check}")
-        time.sleep(delay)
-        delay = min(delay * 1.5, 0.5)
+    return polling.eventually(check, timeout=timeout, what=what)
 
 
 def _consistently(check: Callable[[], Any], *, duration: float = 3.0) -> None:

@@ -34,6 +34,7 @@ import pytest
 
 from seaway.localplane import config, nodeconfig
 from tests.realnode.hostview import HostView
+from tests.support import polling
 
 HERE = Path(__file__).resolve().parent
 #: Test sessions on one host wait here for their turn at the one real node.
@@ -188,22 +189,7 @@ def real_cluster(
 
 
 def _eventually(check: Callable[[], T], *, timeout: float = 60.0, what: str = "") -> T:
-    """Call ``check`` until it neither raises AssertionError nor returns False."""
-    deadline = time.monotonic() + timeout
-    delay = 0.1
-    while True:
-        try:
-            result = check()
-        except AssertionError:
-            if time.monotonic() >= deadline:
-                raise
-        else:
-            if result is not False:
-                return result
-            if time.monotonic() >= deadline:
-                raise AssertionError(f"not reached within {timeout:.0f}s: {what or check}")
-        time.sleep(delay)
-        delay = min(delay * 1.5, 1.0)
+    return polling.eventually(check, timeout=timeout, what=what, max_delay=1.0)
 
 
 @pytest.fixture
