@@ -428,7 +428,9 @@ def test_replicas_above_one_elect_a_leader(helm: Path) -> None:
     }
 
 
-def test_the_operator_has_a_liveness_probe(rendered: list[dict[str, Any]]) -> None:
+def test_the_operator_has_liveness_and_readiness_probes(rendered: list[dict[str, Any]]) -> None:
     container = by_name(rendered, "Deployment", "")["spec"]["template"]["spec"]["containers"][0]
     assert "--health=http://0.0.0.0:8080/healthz" in container["args"]
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    # Ready means the operator answers, so `rollout status` waits for a working operator
+    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
