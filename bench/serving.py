@@ -337,9 +337,12 @@ def ratios(results: list[dict[str, Any]], conns: list[int]) -> str:
                 continue
             for c in conns:
                 a, b = ours["runs"][c], them["runs"][c]
+                if not b["requests"]:  # nothing answered in the window: no ratio
+                    rows.append(f"| {model} | {c} | {other} | {other} answered none | | | |")
+                    continue
                 rows.append(f"| {model} | {c} | {other} | {a['rps'] / b['rps']:.2f}x | "
-                            f"{a['p50_us'] / b['p50_us']:.2f}x | "
-                            f"{a['p99_us'] / b['p99_us']:.2f}x | "
+                            f"{a['p50_us'] / max(1, b['p50_us']):.2f}x | "
+                            f"{a['p99_us'] / max(1, b['p99_us']):.2f}x | "
                             f"{ours['rss_mib'] / them['rss_mib']:.2f}x |")
     return "\n".join(rows)
 
@@ -356,13 +359,13 @@ def goals(results: list[dict[str, Any]]) -> str:
         rows.append(f"| rf: seaway p50 <= 0.5 ms | {p50:.2f} ms | {met} |")
         for other in ("mlserver-default", "mlserver-pw0"):
             them = by.get((other, "rf"))
-            if them is not None:
+            if them is not None and them["requests"]:
                 x = rf["rps"] / them["rps"]
                 rows.append(f"| rf: seaway req/s >= 3x {other} | {rf['rps']:.0f} vs "
                             f"{them['rps']:.0f} req/s: {x:.2f}x | {'yes' if x >= 3 else 'no'} |")
     for model in dict.fromkeys(r["model"] for r in results):
         ours, bare = by.get(("seaway", model)), by.get(("bare", model))
-        if ours is None or bare is None:
+        if ours is None or bare is None or not bare["requests"]:
             continue
         x = ours["p50_us"] / bare["p50_us"]
         rows.append(f"| {model}: seaway p50 <= bare p50 + 5% | {ours['p50_us'] / 1e3:.2f} vs "
@@ -424,13 +427,13 @@ def main() -> None:
     print(f"wrk 1 thread, {args.duration} s per point, one-row requests; python "
           f"{sys.version.split()[0]}, scikit-learn {sklearn_version()}, numpy {np.__version__}, "
           f"joblib {joblib.__version__}")
+    if args.out:  # first, so that the raw results survive a failure below
+        args.out.write_text(json.dumps(results, indent=2))
     print(table(results, args.conns))
     print()
     print(ratios(results, args.conns))
     print()
     print(goals(results))
-    if args.out:
-        args.out.write_text(json.dumps(results, indent=2))
     failed = [r for r in results if "error" in r]
     if failed:
         print(f"\n{len(failed)} configuration(s) failed, see their logs above")
