@@ -316,11 +316,20 @@ def table(results: list[dict[str, Any]], conns: list[int]) -> str:
             continue
         for c in conns:
             r = rec["runs"][c]
+            if not r["requests"]:
+                rows.append(f"| {rec['config']} | {rec['model']} | {c} | 0 (none answered "
+                            f"in {args_duration(r)} s) | - | - | - | {rec['rss_mib']:.0f} | "
+                            f"{rec['ready_s']:.2f} |")
+                continue
             rows.append(f"| {rec['config']} | {rec['model']} | {c} | {r['rps']:.0f} | "
                         f"{r['p50_us'] / 1e3:.2f} | {r['p99_us'] / 1e3:.2f} | "
                         f"{r['cpu_us_per_req']:.0f} | {rec['rss_mib']:.0f} | "
                         f"{rec['ready_s']:.2f} |")
     return "\n".join(rows)
+
+
+def args_duration(run: dict[str, Any]) -> str:
+    return f"{run['duration_us'] / 1e6:.0f}"
 
 
 def ratios(results: list[dict[str, Any]], conns: list[int]) -> str:
