@@ -121,11 +121,12 @@ class Rest:
             exc = f.exception()
             if exc is None:
                 resp = Response(200, self.plane.response(served, parsed, f.result()))
-            elif isinstance(exc, (ValueError, TypeError)):
-                resp = error_response(400, f"the model rejected the input: {exc}")
             else:
+                # The request passed every check the server makes (shape, types, finite
+                # values): a model that still raises is the model's failure, not the client's,
+                # and a 5xx is what canary analysis counts against the revision.
                 log.error("Failed to predict: %s: %s", type(exc).__name__, exc)
-                resp = error_response(500, f"prediction failed: {type(exc).__name__}")
+                resp = error_response(500, _failure(exc))
             return self._count(req, resp)
 
         return fut, finish
@@ -142,6 +143,17 @@ class Rest:
 
 def _dumps(doc: Any) -> bytes:
     return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def _failure(exc: BaseException) -> str:
+    """What the client is told: the exception's type, and for the input errors scikit-learn
+    raises (``ValueError``/``TypeError``, which describe the rows) their first line."""
+    what = f"prediction failed: {type(exc).__name__}"
+    if isinstance(exc, (ValueError, TypeError)):
+        first = str(exc).strip().splitlines()[:1]
+        if first:
+            what += f": {first[0][:200]}"
+    return what
 
 
 def _json(status: int, doc: Any) -> Response:
