@@ -22,27 +22,31 @@ from tests.serving.conftest import side_venv
 HERE = Path(__file__).resolve().parent
 
 
-def _free_port() -> int:
+def _free_port(host: str) -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return int(s.getsockname()[1])
 
 
 @contextlib.contextmanager
-def moto_store(work: Path, bucket: str, objects: list[str]) -> Iterator[dict[str, str]]:
-    """Serve ``bucket`` with ``objects`` (``FILE=KEY``); yields the client environment."""
+def moto_store(work: Path, bucket: str, objects: list[str],
+               host: str = "127.0.0.1") -> Iterator[dict[str, str]]:
+    """Serve ``bucket`` with ``objects`` (``FILE=KEY``); yields the client environment.
+
+    ``host`` is the address it listens on: loopback, or the real node's bridge gateway for Pods.
+    """
     venv = side_venv("moto", ["moto[server]>=5", "boto3"])
-    port = _free_port()
+    port = _free_port(host)
     env = dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT=str(s3_setup.SETUP_CALLS + len(objects)))
     log = (work / "moto.log").open("wb")
-    proc = subprocess.Popen([str(venv / "bin" / "moto_server"), "-H", "127.0.0.1", "-p",
+    proc = subprocess.Popen([str(venv / "bin" / "moto_server"), "-H", host, "-p",
                              str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
-    endpoint = f"http://127.0.0.1:{port}"
+    endpoint = f"http://{host}:{port}"
     try:
         deadline = time.monotonic() + 60
         while True:
             try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                socket.create_connection((host, port), timeout=1).close()
                 break
             except OSError:
                 assert proc.poll() is None, (work / "moto.log").read_text()
