@@ -369,3 +369,96 @@ def test_a_leader_frozen_past_its_lease_never_writes_after_it_wakes(
     finally:
         for op in ops.values():
             op.stop_all()
+
+
+def operator_rules() -> list[dict[str, Any]]:
+    """The chart's rules for the operator in a namespace it manages, as the chart ships them."""
+    import yaml
+    from tests.conftest import ROOT
+
+    text = (ROOT / "charts/seaway/templates/clusterrole-operator.yaml").read_text()
+    text = text[text.index("apiVersion:") :]  # after the comment
+    plain = "\n".join(line for line in text.splitlines() if "{{" not in line)
+    rules: list[dict[str, Any]] = yaml.safe_load(plain)["rules"]
+    return rules
+
+
+def test_rbac_revoked_mid_rollout_then_restored(
+    api: Any, fault_namespace: str, fault_plane: Any, operator_process: OperatorProcess,
+    tmp_path: Any,
+) -> None:  # fmt: skip
+    import json
+
+    ns = fault_namespace
+    rules = operator_rules()
+    for rule in rules:  # writing ConfigMaps is granted apart, so that it can be taken back
+        if rule.get("resources") == ["configmaps"]:
+            rule["verbs"] = [v for v in rule["verbs"] if v not in ("create", "patch")]
+    grant = {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create", "patch"]}
+    subject = [{"kind": "ServiceAccount", "name": "operator", "namespace": ns}]
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "write-configmaps", "namespace": ns},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                    "name": "write-configmaps"},
+        "subjects": subject,
+    }  # fmt: skip
+    objects = [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "operator"}},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+         "metadata": {"name": "operator"}, "rules": rules},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+         "metadata": {"name": "operator"}, "subjects": subject,
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "operator"}},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+         "metadata": {"name": "write-configmaps"}, "rules": [grant]},
+        binding,
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+         "metadata": {"name": f"{ns}-discovery"}, "subjects": subject,
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                     "name": "system:aggregate-to-view"}},
+    ]  # fmt: skip
+    crd_reader = {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": f"{ns}-crds"},
+        "rules": [{"apiGroups": ["apiextensions.k8s.io"],
+                   "resources": ["customresourcedefinitions"], "verbs": ["list", "watch"]},
+                  {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]}],
+    }  # fmt: skip
+    objects[-1]["roleRef"]["name"] = crd_reader["metadata"]["name"]
+    manifest = "\n---\n".join(json.dumps(o) for o in [crd_reader, *objects])
+    fault_plane.kubectl("apply", "-n", ns, "-f", "-", input=manifest)
+    token = fault_plane.kubectl("create", "token", "operator", "-n", ns, "--duration=1h").stdout
+    kubeconfig = tmp_path / "operator-kubeconfig"
+    kubeconfig.write_text(fault_plane.kubeconfig.read_text())
+    fault_plane.kubectl(f"--kubeconfig={kubeconfig}", "config", "set-credentials", "operator",
+                        f"--token={token.strip()}")  # fmt: skip
+    fault_plane.kubectl(f"--kubeconfig={kubeconfig}", "config", "set-context", "--current",
+                        "--user=operator")  # fmt: skip
+
+    user = User(api, ns)
+    operator_process.start(KUBECONFIG=str(kubeconfig))
+    user.create(body("rbac", 1))
+    until(lambda: stable(user, "rbac", 1), timeout=60, what="revision 1 stable")
+    with Weights(api, ns, "rbac") as weights:
+        user.patch_spec("rbac", body("rbac", 2)["spec"])
+        until(lambda: user.status("rbac").get("currentStepIndex") == 1, timeout=60,
+              what="step 1")  # fmt: skip
+        fault_plane.kubectl("delete", "rolebinding", "write-configmaps", "-n", ns)
+        ready = until(
+            lambda: (c := user.condition("rbac", "Ready")).get("reason") == "Forbidden" and c,
+            timeout=60, what="Ready=False Forbidden",
+        )  # fmt: skip
+        print(f"while revoked: {ready['message']}")
+        assert ready["status"] == "False" and "ConfigMap" in ready["message"]
+        assert user.weights("rbac") == {1: 80, 2: 20}, "the canary holds its weight"
+        fault_plane.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(binding))
+        restored = time.monotonic()
+        until(lambda: stable(user, "rbac", 2), timeout=90, what="revision 2 stable")
+        print(f"revision 2 stable {time.monotonic() - restored:.1f}s after the grant came back")
+        until(lambda: weights.changes[-1].weights == {2: 100}, timeout=10, what="100%")
+    assert user.condition("rbac", "Ready")["status"] == "True"
+    assert_bakes(weights, 2)
+    assert_clean_rollout(user, "rbac", 2)
+    assert user.event_reasons("rbac").count("Forbidden") == 1
+    assert "Traceback" not in operator_process.output()

@@ -199,6 +199,11 @@ def test_kopf_retry_lines_become_one_outage(caplog: pytest.LogCaptureFixture) ->
     assert retries.filter(record) is False
     other = kopf_logger.makeRecord(kopf_logger.name, logging.ERROR, __file__, 1, "Bug", (), None)
     assert retries.filter(other) is True
+    forbidden = line.replace("ClientConnectorError(", "APIForbiddenError(")
+    denied = kopf_logger.makeRecord(
+        kopf_logger.name, logging.ERROR, __file__, 1, forbidden, (), None
+    )
+    assert retries.filter(denied) is True, "a 403 is an answer, not an outage"
     assert outage.ongoing
     assert warnings(caplog) == [
         "Lost the Kubernetes API server: watch requests fail (ClientConnectorError);"

@@ -106,6 +106,9 @@ class WatchRetries(logging.Filter):
 
     _RETRY = re.compile(r"^Request attempt #?\d+(/\d+)? failed; will retry: .* -> (\w+)")
 
+    #: kopf retries these too, but they are answers, not an outage: its lines stay as they are.
+    NOT_OUTAGES = frozenset({"APIForbiddenError", "APIUnauthorizedError", "APINotFoundError"})
+
     def __init__(self, outage: Outage) -> None:
         super().__init__()
         self.outage = outage
@@ -114,7 +117,7 @@ class WatchRetries(logging.Filter):
         if not record.name.startswith("kopf"):
             return True
         found = self._RETRY.match(record.getMessage())
-        if found is None:
+        if found is None or found.group(2) in self.NOT_OUTAGES:
             return True
         sent_at, sent_mono = self.outage.now()
         self.outage.failed(
