@@ -213,14 +213,17 @@ def models() -> Models:
 
 
 @pytest.fixture(scope="module")
-def e2e(real_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
-    """The session's real cluster with ``seaway operator run`` started for this module."""
+def e2e(real_cluster: Any, tmp_path_factory: pytest.TempPathFactory,
+        request: pytest.FixtureRequest) -> Iterator[E2E]:
+    """The session's real cluster with ``seaway operator run`` started for this module (with
+    the module's ``OPERATOR_ARGS``, e.g. an allowed Prometheus host)."""
     logs = tmp_path_factory.mktemp("e2e")
     env = dict(real_cluster.env)
     env["KUBECONFIG"] = str(real_cluster.kubeconfig)
     log = (logs / "operator.log").open("wb")
-    operator = subprocess.Popen([sys.executable, "-m", "seaway.cli.main", "operator", "run"],
-                                env=env, stdout=log, stderr=subprocess.STDOUT)
+    args = list(getattr(request.module, "OPERATOR_ARGS", ()))
+    operator = subprocess.Popen([sys.executable, "-m", "seaway.cli.main", "operator", "run",
+                                 *args], env=env, stdout=log, stderr=subprocess.STDOUT)
     api = config.new_client_from_config(str(real_cluster.kubeconfig))
     store = BundleStore(logs / "bundles", nodeconfig.GATEWAY)
     harness = E2E(real_cluster.kubectl, api, store)
