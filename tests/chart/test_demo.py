@@ -58,6 +58,17 @@ def test_make_demo_runs_to_completion(control_plane: localplane.Plane) -> None:
         )  # fmt: skip
         assert status.returncode == 0, "the demo leaves its cluster up"
         assert "seaway-operator" in status.stderr
+        # the broken revision 3 never touched the stable revision's pods: revision 2 has the one
+        # ReplicaSet it was created with (a changed template would have made a second one)
+        kubeconfig = str(run_dir / "kubeconfig")
+        sets = subprocess.run(
+            [str(control_plane.bins["kubectl"]), f"--kubeconfig={kubeconfig}", "get", "rs",
+             "-n", "ml", "-l", "seaway.dev/model-deployment=churn,seaway.dev/revision=2",
+             "-o", "name"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert sets.returncode == 0, sets.stderr
+        assert len(sets.stdout.split()) == 1, sets.stdout
     finally:
         localplane.stop(run_dir)
         shutil.rmtree(run_dir, ignore_errors=True)
