@@ -65,11 +65,22 @@ class Helm:
                         HELM_CONFIG_HOME=str(home / "config"),
                         HELM_DATA_HOME=str(home / "data"))
 
-    def __call__(self, *args: str, timeout: float = 300) -> str:
+        self.installed: list[str] = []  # namespaces of releases still installed
+
+    def __call__(self, *args: str, timeout: float = 300, check: bool = True) -> str:
         result = subprocess.run([str(self.binary), *args], env=self.env, capture_output=True,
                                 text=True, timeout=timeout, check=False)
-        assert result.returncode == 0, f"helm {' '.join(args)}: {result.stderr.strip()}"
+        assert not check or result.returncode == 0, (
+            f"helm {' '.join(args)}: {result.stderr.strip()}")
         return result.stdout
+
+    def install(self, namespace: str) -> None:
+        self.installed.append(namespace)
+        self("install", RELEASE, str(CHART), "--namespace", namespace, "--take-ownership")
+
+    def uninstall(self, namespace: str, *, check: bool = True) -> None:
+        self("uninstall", RELEASE, "--namespace", namespace, "--wait", check=check)
+        self.installed.remove(namespace)
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +97,18 @@ def plane(real_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         store.close()
         for ns in harness.namespaces:
             real_cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+@pytest.fixture
+def helm(real_cluster: Any, tmp_path: Path) -> Iterator[Helm]:
+    """helm for one test; a release a failed test left is uninstalled, so the next module's
+    host operator is never a second writer beside the chart's."""
+    tool = Helm(real_cluster, tmp_path / "helm")
+    try:
+        yield tool
+    finally:
+        for namespace in list(tool.installed):
+            tool.uninstall(namespace, check=False)
 
 
 def restricted_namespace(plane: E2E, prefix: str) -> str:
@@ -106,15 +129,13 @@ def operator_ready(plane: E2E, ns: str) -> dict[str, Any] | None:
 
 
 def test_chart_operator_carries_a_canary_and_a_revert(plane: E2E, models: Models,
-                                                      real_cluster: Any,
-                                                      tmp_path: Path) -> None:
+                                                      helm: Helm) -> None:
     system = restricted_namespace(plane, "chart-system")
     ns = restricted_namespace(plane, "chart-app")
-    helm = Helm(real_cluster, tmp_path / "helm")
 
     # -- install: the chart's operator in a restricted namespace, CRDs adopted ----------------
     t_install = time.monotonic()
-    helm("install", RELEASE, str(CHART), "--namespace", system, "--take-ownership")
+    helm.install(system)
     deadline = time.monotonic() + 180
     ready = None
     while ready is None:
@@ -123,8 +144,8 @@ def test_chart_operator_carries_a_canary_and_a_revert(plane: E2E, models: Models
         time.sleep(0.5)
         ready = operator_ready(plane, system)
     t_ready = time.monotonic() - t_install
-    print(f"\n[chart] helm install to operator Ready: {t_ready:.1f}s ({ready['name']}, "
-          f"serviceAccount {ready['sa']}, image {ready['image']})")
+    print(f"\n[chart] helm install to operator Ready (answering /healthz): {t_ready:.1f}s "
+          f"({ready['name']}, serviceAccount {ready['sa']}, image {ready['image']})")
     assert ready["sa"] == RELEASE
     assert ready["image"] == "ghcr.io/seaway-dev/seaway-operator:0.1.0"
     pod = plane.core.read_namespaced_pod(ready["name"], system)
@@ -184,7 +205,7 @@ def test_chart_operator_carries_a_canary_and_a_revert(plane: E2E, models: Models
     assert after and Traffic.shares(after) == {2: 100.0}
 
     # -- uninstall: the operator goes, the CRDs and the ModelDeployments stay ----------------
-    helm("uninstall", RELEASE, "--namespace", system, "--wait")
+    helm.uninstall(system)
     deadline = time.monotonic() + 60
     while plane.core.list_namespaced_pod(
             system, label_selector="app.kubernetes.io/component=operator").items:
