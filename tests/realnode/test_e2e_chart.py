@@ -111,9 +111,13 @@ def helm(real_cluster: Any, tmp_path: Path) -> Iterator[Helm]:
             tool.uninstall(namespace, check=False)
 
 
-def restricted_namespace(plane: E2E, prefix: str) -> str:
+def restricted_namespace(plane: E2E, real_cluster: Any, prefix: str) -> str:
+    """A namespace enforcing "restricted", checked: a Pod without a securityContext is refused."""
     ns = plane.namespace(prefix)
     plane.kubectl("label", "namespace", ns, *(f"{k}={v}" for k, v in RESTRICTED.items()))
+    refused = real_cluster.kubectl("run", "plain", "-n", ns, f"--image={E2E.SERVER_IMAGE}",
+                                   "--dry-run=server", check=False)
+    assert refused.returncode != 0 and "violates PodSecurity" in refused.stderr, refused.stderr
     return ns
 
 
@@ -128,10 +132,10 @@ def operator_ready(plane: E2E, ns: str) -> dict[str, Any] | None:
     return None
 
 
-def test_chart_operator_carries_a_canary_and_a_revert(plane: E2E, models: Models,
-                                                      helm: Helm) -> None:
-    system = restricted_namespace(plane, "chart-system")
-    ns = restricted_namespace(plane, "chart-app")
+def test_chart_operator_carries_a_canary_and_a_revert(plane: E2E, models: Models, helm: Helm,
+                                                      real_cluster: Any) -> None:
+    system = restricted_namespace(plane, real_cluster, "chart-system")
+    ns = restricted_namespace(plane, real_cluster, "chart-app")
 
     # -- install: the chart's operator in a restricted namespace, CRDs adopted ----------------
     t_install = time.monotonic()
