@@ -67,14 +67,13 @@ def server() -> Iterator[FakeServer]:
         fake.httpd.shutdown()
 
 
-@pytest.fixture
-def kube(server: FakeServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Kube:
-    monkeypatch.setattr(kube_module, "REQUEST_TIMEOUT", (1.0, 0.5))
-    config = tmp_path / "kubeconfig"
+def kube_at(port: int, tmp_path: Path) -> Kube:
+    """A Kube loaded the operator's way, from a kubeconfig for http://127.0.0.1:<port>."""
+    config = tmp_path / f"kubeconfig-{port}"
     config.write_text(
         f"""apiVersion: v1
 kind: Config
-clusters: [{{name: c, cluster: {{server: "http://127.0.0.1:{server.port}"}}}}]
+clusters: [{{name: c, cluster: {{server: "http://127.0.0.1:{port}"}}}}]
 users: [{{name: u, user: {{token: t}}}}]
 contexts: [{{name: x, context: {{cluster: c, user: u}}}}]
 current-context: x
@@ -83,6 +82,12 @@ current-context: x
     client = Kube(load_api_client(str(config)))
     client.outage = Outage(settle=0.0)
     return client
+
+
+@pytest.fixture
+def kube(server: FakeServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Kube:
+    monkeypatch.setattr(kube_module, "REQUEST_TIMEOUT", (1.0, 0.5))
+    return kube_at(server.port, tmp_path)
 
 
 def warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -234,3 +239,24 @@ def test_after_the_lease_may_have_expired_only_the_lease_is_written(
     kube.replace({"kind": "Lease", "metadata": {"namespace": "ns", "name": "seaway-operator"}})
     assert kube.get("ConfigMap", "ns", "x") is not None, "reads are harmless"
     assert [r.split()[0] for r in server.requests] == ["PATCH", "PUT", "GET"]
+
+
+def test_a_server_that_dies_mid_request_is_one_short_reason(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as listener:  # accepts, reads, and closes without a word
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        kube = kube_at(listener.getsockname()[1], tmp_path)
+
+        def slam() -> None:
+            conn, _ = listener.accept()
+            conn.recv(65536)
+            conn.close()
+
+        thread = threading.Thread(target=slam, daemon=True)
+        thread.start()
+        with pytest.raises(Unavailable) as raised:
+            kube.get("ConfigMap", "ns", "x")
+        thread.join(timeout=5)
+    assert raised.value.message == "connection closed without an answer"

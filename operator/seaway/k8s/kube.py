@@ -384,6 +384,8 @@ def _transport_reason(exc: BaseException) -> str:
         return "connection refused"
     if isinstance(exc, urllib3.exceptions.TimeoutError):
         return "timed out"
+    if isinstance(exc, urllib3.exceptions.ProtocolError):  # e.g. the server died mid-request
+        return "connection closed without an answer"
     return f"{type(cause).__name__}: {text}"[:200]
 
 
