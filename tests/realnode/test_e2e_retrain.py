@@ -5,7 +5,8 @@ Nothing stands in for the kubelet: the operator (``seaway operator run`` on the 
 the dataset from and writes its bundle to an S3-compatible store (moto in server mode, with
 Signature Version 4 required) bound to the bridge gateway, the host address Pods reach. The
 credentials and the endpoint are one Secret, named by ``dataset.secretRef``, ``output.secretRef``
-and the ModelDeployment's ``model.secretRef`` (the second run's incumbent is read with it).
+and the ModelDeployment's ``model.secretRef`` (the second run's incumbent is read with it). The
+namespace enforces Pod Security "restricted", as the chart's test's do.
 
 The outcome comes back through the termination message; the operator promotes the candidate, the
 ModelDeployment that follows the RetrainJob rolls it out, and every answer through the router is
@@ -125,11 +126,13 @@ def bundle_predictions(uri: str, digest: str, env: dict[str, str], rows: np.ndar
 
 
 def test_retrainjob_trains_in_a_pod_and_its_bundle_answers(
-    e2e: E2E, models: Models, store: dict[str, str], tmp_path: Path
+    e2e: E2E, models: Models, store: dict[str, str], tmp_path: Path, real_cluster: Any
 ) -> None:
+    from tests.realnode.test_e2e_chart import restricted_namespace
     from tests.realnode.traffic import Traffic
 
-    ns = e2e.namespace("retrain")
+    # the training Pod, the model servers and the router all meet Pod Security "restricted"
+    ns = restricted_namespace(e2e, real_cluster, "retrain")
     e2e.kubectl("create", "secret", "generic", "store", "-n", ns,
                 *(f"--from-literal={k}={v}" for k, v in store.items()))
     t0 = time.monotonic()
