@@ -49,8 +49,8 @@ import numpy as np
 FAST = "fast-trees"
 ESTIMATOR = "estimator"
 
-#: Forest batches up to this many rows walk all trees at once; larger ones call each tree's
-#: compiled ``apply`` (the flat walk's cost grows with rows x trees x depth, apply's much less).
+#: Forest and HistGradientBoosting batches up to this many rows walk all trees at once; larger
+#: ones call each tree's compiled walk (the flat walk's cost grows with rows x trees x depth).
 WALK_MAX_ROWS = 8
 #: HistGradientBoosting batches up to this many rows run on one thread.
 HGB_ONE_THREAD_ROWS = 64
