@@ -62,18 +62,22 @@ def unavailable(reason: str) -> NoReturn:
     pytest.skip(f"the local control plane is unavailable: {reason}")
 
 
-@pytest.fixture(scope="session")
-def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[localplane.Plane]:
+def start_plane(run_dir: Path, name: str) -> localplane.Plane:
+    """A plane for tests in ``run_dir``, or :func:`unavailable` with the reason."""
     try:
         bins = binaries.paths(config.bin_dir(os.environ))
     except binaries.BinariesMissing as exc:
         unavailable(str(exc))
-    run_dir = tmp_path_factory.mktemp("plane")
     try:
         # die_with_parent: a test run killed outright (SIGKILL, CI timeout) leaves nothing behind.
-        plane = localplane.start(run_dir, name="seaway-test", bins=bins, die_with_parent=True)
+        return localplane.start(run_dir, name=name, bins=bins, die_with_parent=True)
     except localplane.PlaneError as exc:
         unavailable(str(exc))
+
+
+@pytest.fixture(scope="session")
+def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[localplane.Plane]:
+    plane = start_plane(tmp_path_factory.mktemp("plane"), "seaway-test")
     try:
         with pytest.MonkeyPatch.context() as patch:
             patch.setenv("KUBECONFIG", str(plane.kubeconfig))

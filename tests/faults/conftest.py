@@ -38,11 +38,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import CRDS, namespace_name, unavailable
+from tests.conftest import CRDS, namespace_name, start_plane
 
 from seaway import localplane
 from seaway.localplane import api as plane_api
-from seaway.localplane import binaries, config, processes
+from seaway.localplane import processes
 from seaway.planning import children
 
 HERE = Path(__file__).resolve().parent
@@ -56,15 +56,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="module")
 def fault_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[localplane.Plane]:
-    try:
-        bins = binaries.paths(config.bin_dir(os.environ))
-    except binaries.BinariesMissing as exc:
-        unavailable(str(exc))
-    run_dir = tmp_path_factory.mktemp("fault-plane")
-    try:
-        plane = localplane.start(run_dir, name="seaway-faults", bins=bins, die_with_parent=True)
-    except localplane.PlaneError as exc:
-        unavailable(str(exc))
+    plane = start_plane(tmp_path_factory.mktemp("fault-plane"), "seaway-faults")
     try:
         plane.install_crds(CRDS)
         wait_for_custom_storage(plane)

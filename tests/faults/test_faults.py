@@ -60,6 +60,19 @@ def stable(user: User, name: str, number: int) -> bool:
     return status.get("stableRevision") == number and status.get("canaryRevision") is None
 
 
+def first_revision(user: User, name: str, **spec: Any) -> None:
+    """Create ``name`` at version 1 and wait until it is stable."""
+    user.create(body(name, 1, **spec))
+    until(lambda: stable(user, name, 1), timeout=60, what=f"{name}: revision 1 stable")
+
+
+def canary_at_step(user: User, name: str, index: int) -> None:
+    """Edit ``name`` to version 2 and wait until its canary is at step ``index``."""
+    user.patch_spec(name, body(name, 2)["spec"])
+    until(lambda: user.status(name).get("currentStepIndex") == index, timeout=60,
+          what=f"{name}: step {index}")  # fmt: skip
+
+
 def assert_clean_rollout(user: User, name: str, revisions: int) -> None:
     status = user.status(name)
     numbers = [r["number"] for r in status["revisions"]]
@@ -100,15 +113,9 @@ def test_apiserver_frozen_during_a_pause_never_shortens_it(
 ) -> None:
     user = User(api, fault_namespace)
     operator_process.start()
-    user.create(body("frozen", 1))
-    until(lambda: stable(user, "frozen", 1), timeout=60, what="revision 1 stable")
+    first_revision(user, "frozen")
     with Weights(api, fault_namespace, "frozen") as weights:
-        user.patch_spec("frozen", body("frozen", 2)["spec"])
-        until(
-            lambda: user.status("frozen").get("currentStepIndex") == index,
-            timeout=60,
-            what=f"step {index}",
-        )
+        canary_at_step(user, "frozen", index)
         began = time.monotonic()
         with faults.frozen("kube-apiserver"):
             time.sleep(FREEZE)
@@ -139,15 +146,9 @@ def test_restarted_mid_rollout_the_rollout_resumes(
 ) -> None:  # fmt: skip
     user = User(api, fault_namespace)
     operator_process.start()
-    user.create(body("restarted", 1))
-    until(lambda: stable(user, "restarted", 1), timeout=60, what="revision 1 stable")
+    first_revision(user, "restarted")
     with Weights(api, fault_namespace, "restarted") as weights:
-        user.patch_spec("restarted", body("restarted", 2)["spec"])
-        until(
-            lambda: user.status("restarted").get("currentStepIndex") == 1,
-            timeout=60,
-            what="step 1",
-        )
+        canary_at_step(user, "restarted", 1)
         old = faults.kill(component)
         time.sleep(DOWN)
         ready = faults.api_ready if component == "kube-apiserver" else faults.etcd_ready
@@ -190,8 +191,7 @@ def test_operator_killed_at_random_moments_over_several_rollouts(
     rng = random.Random(seed)
     user = User(api, fault_namespace)
     proc = operator_process.start()
-    user.create(body("killed", 1))
-    until(lambda: stable(user, "killed", 1), timeout=60, what="revision 1 stable")
+    first_revision(user, "killed")
     kills: list[float] = []
     with Weights(api, fault_namespace, "killed") as weights:
         for version in range(2, ROLLOUTS + 2):
@@ -232,8 +232,7 @@ def test_ten_spec_edits_in_five_seconds_the_last_one_wins(
     user = User(api, fault_namespace)
     operator_process.start()
     keep = {"revisionHistoryLimit": EDITS + 5}  # every revision stays in the history
-    user.create(body("edited", 1, **keep))
-    until(lambda: stable(user, "edited", 1), timeout=60, what="revision 1 stable")
+    first_revision(user, "edited", **keep)
     with Weights(api, fault_namespace, "edited") as weights:
         for version in range(2, EDITS + 2):
             user.patch_spec("edited", body("edited", version, **keep)["spec"])
@@ -288,8 +287,7 @@ def test_a_burst_of_metadata_writes_during_a_rollout(
 
     user = User(api, fault_namespace)
     operator_process.start()
-    user.create(body("busy", 1))
-    until(lambda: stable(user, "busy", 1), timeout=60, what="revision 1 stable")
+    first_revision(user, "busy")
     writes = 0
     stop = threading.Event()
 
@@ -343,12 +341,9 @@ def test_a_leader_frozen_past_its_lease_never_writes_after_it_wakes(
             timeout=60, what="a leader",
         )  # fmt: skip
         follower = "b" if leader == "a" else "a"
-        user.create(body("fenced", 1))
-        until(lambda: stable(user, "fenced", 1), timeout=60, what="revision 1 stable")
+        first_revision(user, "fenced")
         with Weights(api, fault_namespace, "fenced") as weights:
-            user.patch_spec("fenced", body("fenced", 2)["spec"])
-            until(lambda: user.status("fenced").get("currentStepIndex") == 1, timeout=60,
-                  what="step 1")  # fmt: skip
+            canary_at_step(user, "fenced", 1)
             os.kill(procs[leader].pid, signal.SIGSTOP)
             try:
                 time.sleep(LEADER_FREEZE)
@@ -438,12 +433,9 @@ def test_rbac_revoked_mid_rollout_then_restored(
 
     user = User(api, ns)
     operator_process.start(KUBECONFIG=str(kubeconfig))
-    user.create(body("rbac", 1))
-    until(lambda: stable(user, "rbac", 1), timeout=60, what="revision 1 stable")
+    first_revision(user, "rbac")
     with Weights(api, ns, "rbac") as weights:
-        user.patch_spec("rbac", body("rbac", 2)["spec"])
-        until(lambda: user.status("rbac").get("currentStepIndex") == 1, timeout=60,
-              what="step 1")  # fmt: skip
+        canary_at_step(user, "rbac", 1)
         fault_plane.kubectl("delete", "rolebinding", "write-configmaps", "-n", ns)
         ready = until(
             lambda: (c := user.condition("rbac", "Ready")).get("reason") == "Forbidden" and c,
