@@ -52,6 +52,9 @@ ESTIMATOR = "estimator"
 #: Forest and HistGradientBoosting batches up to this many rows walk all trees at once; larger
 #: ones call each tree's compiled walk (the flat walk's cost grows with rows x trees x depth).
 WALK_MAX_ROWS = 8
+#: The flat arrays copy every node (~50 bytes each for a binary classifier): a model with more
+#: nodes than this (a deep forest on much data) is only walked tree by tree, costing no copy.
+FLAT_MAX_NODES = 1_000_000
 #: HistGradientBoosting batches up to this many rows run on one thread.
 HGB_ONE_THREAD_ROWS = 64
 
@@ -200,7 +203,8 @@ class _Forest(_Compiled):
                          "threshold": t.threshold, "left": t.children_left,
                          "right": t.children_right, "nan_left": t.missing_go_to_left,
                          "values": v, "depth": t.max_depth})
-        self.flat = _FlatTrees(flat, self.width)
+        nodes = sum(t.node_count for t in self.trees)
+        self.flat = _FlatTrees(flat, self.width) if nodes <= FLAT_MAX_NODES else None
         self.values = [np.ascontiguousarray(v.reshape(t.node_count, self.width),
                                             dtype=np.float64)
                        for v, t in ((np.asarray(t.value), t) for t in self.trees)]
@@ -212,7 +216,8 @@ class _Forest(_Compiled):
                 return None
         elif not np.isfinite(x32).all():
             return None
-        acc = self.walk(x32) if x32.shape[0] <= WALK_MAX_ROWS else self.apply(x32)
+        small = x32.shape[0] <= WALK_MAX_ROWS and self.flat is not None
+        acc = self.walk(x32) if small else self.apply(x32)
         acc /= len(self.trees)
         if self.classifier:
             assert self.classes is not None
@@ -229,6 +234,7 @@ class _Forest(_Compiled):
 
     def walk(self, x32: np.ndarray) -> np.ndarray:
         """Sum of leaf values, all trees walked together; onto zeros as scikit-learn does."""
+        assert self.flat is not None
         nan = self.allow_nan and bool(np.isnan(x32).any())
         leaves = self.flat.leaves(x32, nan)
         return _in_order(np.zeros(leaves.shape[1:]), leaves)
@@ -300,7 +306,8 @@ class _HistGradientBoosting(_Compiled):
                              "threshold": nodes["num_threshold"], "left": nodes["left"],
                              "right": nodes["right"], "nan_left": nodes["missing_go_to_left"],
                              "values": nodes["value"], "depth": nodes["depth"].max()})
-        self.flat = _FlatTrees(flat, 1) if flat else None
+        nodes = sum(len(t["leaf"]) for t in flat)
+        self.flat = _FlatTrees(flat, 1) if flat and nodes <= FLAT_MAX_NODES else None
 
     def _outputs(self, x: np.ndarray, proba: bool) -> Outputs | None:
         est = self.estimator

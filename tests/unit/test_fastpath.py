@@ -300,3 +300,18 @@ def test_unfitted_or_odd_models_are_unsupported() -> None:
                     ensemble.HistGradientBoostingRegressor()):
             with pytest.raises(fastpath.Unsupported):
                 fastpath.compile_model(est)
+
+
+def test_models_too_large_to_copy_walk_tree_by_tree(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above FLAT_MAX_NODES no flat copy is made; one row then takes the per-tree walks."""
+    monkeypatch.setattr(fastpath, "FLAT_MAX_NODES", 10)
+    rng = np.random.default_rng(4)
+    checked = 0
+    for family in (ensemble.RandomForestClassifier, ensemble.HistGradientBoostingRegressor):
+        x, y = dataset(rng, is_classifier(family), nan=True)
+        est = (family(n_estimators=5, random_state=0) if family in FORESTS
+               else family(max_iter=5)).fit(x, y)
+        fast = fastpath.compile_model(est)
+        assert getattr(fast, "flat", "missing") is None
+        checked += check_model(rng, est, x, nan=True)
+    assert checked > 0
