@@ -10,9 +10,9 @@ backend refuses or breaks the connection or answers garbage, 503 when the pool's
 504 when the backend does not answer in time. A request that failed on a *reused* keep-alive
 connection before any byte of answer arrived is retried once on a fresh connection: the backend
 may have closed that idle connection just as the request was written, which is not a failure
-of the backend. A connection *refused* is tried again on the same backend, twice, after 0.1 s and
-0.3 s: no byte was sent, and a Service whose first endpoint just became ready may refuse for a
-moment until the node's proxy rules catch up. A backend that stays down still answers 502 (never
+of the backend. A connection *refused* is tried again on the same backend, up to four times
+within 2 s: no byte was sent, and a Service whose first endpoint just became ready may refuse
+until the node's proxy rules catch up (seen for over 0.4 s on a busy node). A backend that stays down still answers 502 (never
 another backend: that would hide a failing canary).
 """
 
@@ -45,7 +45,7 @@ class UpstreamResponse:
 
 
 #: Delays before connecting again after a refused connection (one per retry).
-REFUSED_RETRY_DELAYS = (0.1, 0.3)
+REFUSED_RETRY_DELAYS = (0.1, 0.3, 0.6, 1.0)
 
 
 @dataclass(slots=True, eq=False)
