@@ -43,6 +43,8 @@ class Sim:
     def __init__(self) -> None:
         self.status = ModelDeploymentStatus()
         self.ready: dict[int, int] = {}
+        #: Revisions whose Deployment status lags its spec (observedGeneration behind).
+        self.stale: set[int] = set()
         self.now = T0
         self.generation = 1
         self.last: Plan | None = None
@@ -64,7 +66,8 @@ class Sim:
             self.status,
             generation=self.generation,
             model=revisions.resolve_model(s),
-            observed={n: Observed(ready=r) for n, r in self.ready.items()},
+            observed={n: Observed(ready=r, current=n not in self.stale)
+                      for n, r in self.ready.items()},
             now=self.now,
             outages=outages or [],
         )
@@ -538,3 +541,28 @@ def test_an_experiment_gives_a_variant_traffic_only_once_it_has_a_ready_pod() ->
     sim.ready[1] = 1
     p = sim.step(ab, after=2)
     assert p.weights == {1: 30, 2: 70}
+
+
+def test_a_stale_status_after_a_retry_neither_starts_traffic_nor_reverts() -> None:
+    """Seen under load: just after an abort and a retry, the Deployment's status still showed the
+    ready pods it had before it was scaled to zero; the canary got 10% and was then reverted as
+    PodsNotReady. Readiness now counts only from a status that has caught up with the spec."""
+    sim = Sim()
+    stable_at_one(sim)
+    sim.ready[2] = 2
+    sim.step(spec(D2))
+    sim.step(spec(D2, actions={"abort": "stop"}), after=1)
+    assert sim.fate(2) == "RolledBack"
+    sim.stale.add(2)  # scaled up again; the status still shows the old pods
+    p = sim.step(spec(D2, actions={"abort": "stop", "retry": "again"}), after=1)
+    assert sim.status.canary_revision == 2
+    assert p.weights.get(2, 0) == 0, "no traffic on a stale readiness"
+    sim.ready[2] = 0  # the status catches up: no pods yet
+    p = sim.step(spec(D2, actions={"abort": "stop", "retry": "again"}), after=1)
+    assert sim.fate(2) == "Canary" and p.weights.get(2, 0) == 0
+    sim.stale.discard(2)
+    p = sim.step(spec(D2, actions={"abort": "stop", "retry": "again"}), after=1)
+    assert sim.fate(2) == "Canary", "not reverted while its new pods start"
+    sim.ready[2] = 2
+    p = sim.step(spec(D2, actions={"abort": "stop", "retry": "again"}), after=1)
+    assert p.weights == {1: 90, 2: 10}

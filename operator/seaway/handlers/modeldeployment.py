@@ -134,8 +134,11 @@ def observe(kube: Kube, md: ModelDeployment) -> tuple[dict[int, Observed], dict[
             continue
         number = int(label)
         live[number] = deployment
+        status = deployment.get("status", {})
         observed[number] = Observed(
-            ready=int(deployment.get("status", {}).get("readyReplicas") or 0)
+            ready=int(status.get("readyReplicas") or 0),
+            current=int(status.get("observedGeneration") or 0)
+            >= int(deployment["metadata"].get("generation") or 0),
         )
     return observed, live
 

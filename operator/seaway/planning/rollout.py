@@ -53,6 +53,11 @@ class Observed:
     """What the cluster shows for one revision's Deployment."""
 
     ready: int = 0
+    #: The Deployment's status describes its latest spec (``status.observedGeneration`` has caught
+    #: up). A status that has not is stale: a revision just scaled up from zero may still show
+    #: the ready pods it had before, which must not start its traffic nor, a moment later,
+    #: revert it as "no longer ready".
+    current: bool = True
 
 
 @dataclass(frozen=True)
@@ -370,8 +375,9 @@ class _Pass:
             self.event("Normal", "RolloutStarted", f"Started rolling out revision {desired.number}")
         if self.st.canary_started_at is None:
             self.plan.starts_canary = True
+        observed = self.observed.get(desired.number, Observed())
         ready = self.ready(desired.number)
-        if ready > 0 and desired.ready_at is None:
+        if ready > 0 and desired.ready_at is None and observed.current:
             desired.ready_at = self.now_s
         deadline = (
             self.spec.rollout.progress_deadline_seconds if self.spec.rollout is not None else 600
@@ -390,14 +396,15 @@ class _Pass:
                 f"no ready pod within progressDeadlineSeconds ({deadline}s)",
             )
             return
-        if desired.ready_at is not None and ready == 0:
+        if desired.ready_at is not None and ready == 0 and observed.current:
             self.revert(desired, "Failed", "PodsNotReady", "its pods stopped being ready")
             return
         if desired.ready_at is None:
-            self.requeue(deadline - elapsed)
+            self.requeue(deadline - elapsed if observed.current else 1.0)
         if self.analyse(desired):
             return
-        self.walk(desired, ready)
+        # until the revision is known ready (from a current status) it gets no traffic
+        self.walk(desired, ready if desired.ready_at is not None else 0)
 
     def analysis_spec(self) -> Analysis | None:
         rollout = self.spec.rollout
