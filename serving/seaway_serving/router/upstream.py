@@ -12,8 +12,8 @@ connection before any byte of answer arrived is retried once on a fresh connecti
 may have closed that idle connection just as the request was written, which is not a failure
 of the backend. A connection *refused* is tried again on the same backend, up to four times
 within 2 s: no byte was sent, and a Service whose first endpoint just became ready may refuse
-until the node's proxy rules catch up (seen for over 0.4 s on a busy node). A backend that stays down still answers 502 (never
-another backend: that would hide a failing canary).
+until the node's proxy rules catch up (seen for over 0.4 s on a busy node). A backend that
+stays down still answers 502 (never another backend: that would hide a failing canary).
 """
 
 from __future__ import annotations
