@@ -159,7 +159,8 @@ def test_chart_operator_carries_a_canary_and_a_revert(plane: E2E, models: Models
     # -- a canary under live traffic, carried by the chart's operator -------------------------
     uri1, digest1 = plane.store.publish(models.bundle("logreg"), "chart-r1")
     uri2, digest2 = plane.store.publish(models.bundle("tree"), "chart-r2")
-    steps = [{"setWeight": 30}, {"pause": {"duration": "5s"}}]
+    # the pause leaves room for the router to follow its ConfigMap on a busy node (settle 3 s)
+    steps = [{"setWeight": 30}, {"pause": {"duration": "10s"}}]
     t_apply = time.monotonic()
     plane.apply(ns, md("churn", uri1, digest1, steps=steps, deadline=30))
     plane.wait(ns, "churn", lambda s: s.get("stableRevision") == 1
@@ -174,7 +175,7 @@ def test_chart_operator_carries_a_canary_and_a_revert(plane: E2E, models: Models
         timeline = plane.follow(ns, "churn", until=lambda s: s.get("stableRevision") == 2
                                 and not s.get("canaryRevision"), timeout=240)
         canary_s = time.monotonic() - t_canary
-        windows = plane.weight_windows(timeline, canary=2, settle=1.5)
+        windows = plane.weight_windows(timeline, canary=2, settle=3.0)
         split = [w for w in windows if w[0] == 30]
         assert split, windows
         _, start, end = split[0]

@@ -57,8 +57,9 @@ def test_canary_under_live_traffic(e2e: E2E, models: Models) -> None:
     ns = e2e.namespace("canary")
     uri1, digest1 = e2e.store.publish(models.bundle("logreg"), "canary-r1")
     uri2, digest2 = e2e.store.publish(models.bundle("tree"), "canary-r2")
-    steps = [{"setWeight": 20}, {"pause": {"duration": "6s"}},
-             {"setWeight": 60}, {"pause": {"duration": "6s"}}]
+    # pauses leave room for the router to follow its ConfigMap on a busy node (settle 3 s)
+    steps = [{"setWeight": 20}, {"pause": {"duration": "9s"}},
+             {"setWeight": 60}, {"pause": {"duration": "9s"}}]
     t_apply = time.monotonic()
     e2e.apply(ns, md("churn", uri1, digest1, steps=steps))
     e2e.wait(ns, "churn", lambda s: s.get("stableRevision") == 1
@@ -76,7 +77,7 @@ def test_canary_under_live_traffic(e2e: E2E, models: Models) -> None:
     finally:
         traffic.stop()
 
-    windows = e2e.weight_windows(timeline, canary=2, settle=1.5)
+    windows = e2e.weight_windows(timeline, canary=2, settle=3.0)
     assert [w for w, *_ in windows if w in (20, 60)] == [20, 60], windows
     for weight, start, end in windows:
         if weight not in (20, 60):
