@@ -264,11 +264,19 @@ def test_a_service_and_its_dns_name_answer_from_another_pod(
     cluster: RealCluster, eventually: Callable[..., Any]
 ) -> None:
     cluster_ip = cluster.get("service", "server", NAMESPACE)["spec"]["clusterIP"]
+    # A new Service's rules and DNS record may lag its first endpoint by a moment on a busy
+    # node: each URL is tried for up to 15 s, as a client would, and the last error is printed.
     script = (
-        "import sys, urllib.request\n"
+        "import sys, time, urllib.request\n"
         "for url in sys.argv[1:]:\n"
-        "    with urllib.request.urlopen(url, timeout=10) as r:\n"
-        "        print(url, r.status, r.read().decode())\n"
+        "    for attempt in range(30):\n"
+        "        try:\n"
+        "            with urllib.request.urlopen(url, timeout=10) as r:\n"
+        "                print(url, r.status, r.read().decode())\n"
+        "            break\n"
+        "        except OSError as exc:\n"
+        "            print(url, 'attempt', attempt, exc, file=sys.stderr)\n"
+        "            time.sleep(0.5)\n"
     )
     urls = [
         f"http://{cluster_ip}:8080/v2/health/ready",

@@ -34,7 +34,10 @@ def config_document(layout: config.Layout, ports: nodeconfig.NodePorts) -> dict[
             "tcpEstablishedTimeout": "0s",
             "tcpCloseWaitTimeout": "0s",
         },
-        "iptables": {"localhostNodePorts": False},
+        # A failed rules sync is retried, and chains removed behind kube-proxy's back are
+        # noticed, after syncPeriod (30 s by default): on a busy node that left a new Service
+        # unreachable for half a minute. 2 s bounds it.
+        "iptables": {"localhostNodePorts": False, "syncPeriod": "2s", "minSyncPeriod": "0s"},
     }
 
 
