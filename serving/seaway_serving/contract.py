@@ -160,7 +160,9 @@ SCORE_PERMANENT_EXIT_CODES: tuple[int, ...] = (
 #:  "reason": "Succeeded" | "ModelRefused" | "BadInput" | "OutputRefused" | "Failed",
 #:  "message": "..."}
 #: ``unitsSkipped`` are units found recorded already (scored by an earlier attempt);
-#: ``rows`` counts only the rows this attempt scored.
+#: ``rows`` counts only the rows this attempt scored. Optional (additive):
+#: ``"rowsSkipped": 4567``, the rows of ``unitsSkipped`` as their records say, so the operator
+#: counts an index's rows from its last attempt even when an earlier pod was deleted unseen.
 SCORE_REASONS: tuple[str, ...] = ("Succeeded", "ModelRefused", "BadInput", "OutputRefused",
                                   "Failed")
 
