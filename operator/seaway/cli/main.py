@@ -15,6 +15,7 @@ from seaway.cli.bundle import bundle
 from seaway.cli.cluster import cluster
 from seaway.cli.demo import demo
 from seaway.cli.operator_cmd import operator_group
+from seaway.cli.report import report
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -37,6 +38,7 @@ main.add_command(cluster)
 main.add_command(bundle)
 main.add_command(operator_group)
 main.add_command(demo)
+main.add_command(report)
 for _command in [*rollout.COMMANDS, *retrain.COMMANDS]:
     main.add_command(_command)
 
