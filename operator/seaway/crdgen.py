@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from seaway.api import common, modeldeployment, retrainjob
+from seaway.api import common, modeldeployment, retrainjob, scoringjob
 
 #: Keys pydantic emits that carry no meaning for the API server (or that it refuses).
 DROPPED_KEYS = frozenset({"title", "const", "discriminator", "examples"})
@@ -99,6 +99,31 @@ KINDS = (
             {"name": "Last-Run", "type": "integer", "jsonPath": ".status.runs[-1].number"},
             {"name": "Decision", "type": "string", "jsonPath": ".status.runs[-1].decision"},
             _ready("Ready", "Ready"),
+            AGE,
+        ),
+        list_map_keys={"conditions": ("type",)},
+    ),
+    Kind(
+        kind=scoringjob.KIND,
+        plural=scoringjob.PLURAL,
+        short_names=("sj",),
+        spec_model=scoringjob.ScoringJobSpec,
+        status_model=scoringjob.ScoringJobStatus,
+        description=(
+            "Scores a dataset in batch with a ModelDeployment's revision or a RetrainJob's"
+            " promoted bundle, as an Indexed Job whose pods each score their own shards."
+        ),
+        printer_columns=(
+            {"name": "Model", "type": "string", "jsonPath": ".status.model.modelDeployment"},
+            {"name": "Revision", "type": "integer", "jsonPath": ".status.model.revision"},
+            {"name": "Shards", "type": "string", "jsonPath": ".status.shards"},
+            {"name": "Rows", "type": "integer", "jsonPath": ".status.rowsScored"},
+            _ready("Complete", "Complete"),
+            {
+                "name": "Reason",
+                "type": "string",
+                "jsonPath": '.status.conditions[?(@.type=="Complete")].reason',
+            },
             AGE,
         ),
         list_map_keys={"conditions": ("type",)},

@@ -318,6 +318,7 @@ def test_uninstall_keeps_the_crds_and_the_approval_policy(release: Release) -> N
     run([release.helm, "uninstall", release.name, "-n", release.namespace, "--kubeconfig",
          release.plane.kubeconfig, "--wait"], timeout=120)  # fmt: skip
     for name in ("crd/modeldeployments.seaway.dev", "crd/retrainjobs.seaway.dev",
+                 "crd/scoringjobs.seaway.dev",
                  "validatingadmissionpolicy/seaway-approvals"):  # fmt: skip
         assert release.kubectl("get", name, check=False).returncode == 0, f"{name} was deleted"
     gone = release.kubectl("get", "deployment", release.name, "-n", release.namespace, check=False)

@@ -44,10 +44,13 @@ STANDARD_LABELS = (
 OPERATOR_RULES = {
     ("seaway.dev", "modeldeployments"): {"get", "list", "watch"},
     ("seaway.dev", "retrainjobs"): {"get", "list", "watch"},
+    ("seaway.dev", "scoringjobs"): {"get", "list", "watch"},
     ("seaway.dev", "modeldeployments/status"): {"update"},
     ("seaway.dev", "retrainjobs/status"): {"update"},
+    ("seaway.dev", "scoringjobs/status"): {"update"},
     ("seaway.dev", "modeldeployments/finalizers"): {"update"},
     ("seaway.dev", "retrainjobs/finalizers"): {"update"},
+    ("seaway.dev", "scoringjobs/finalizers"): {"update"},
     ("apps", "deployments"): {"get", "list", "watch", "create", "patch", "delete"},
     ("apps", "controllerrevisions"): {"get", "create", "delete"},
     ("", "services"): {"get", "create", "patch", "delete"},
@@ -197,7 +200,7 @@ def test_crds_are_the_generated_files_with_the_keep_policy(helm: Path) -> None:
     expected = [doc for docs in generated.values() for doc in docs]
     objects = render(helm)
     cluster_api = [o for o in objects if o["kind"].startswith(GENERATED_KINDS)]
-    assert len(cluster_api) == len(expected) == 4
+    assert len(cluster_api) == len(expected) == 5
     for obj in cluster_api:
         meta = dict(obj["metadata"])
         assert meta.pop("annotations") == {"helm.sh/resource-policy": "keep"}

@@ -340,11 +340,13 @@ def test_a_bare_pod_can_be_created_as_soon_as_the_namespace_fixture_returns(
 def test_seaway_crds_are_installed_and_served(
     control_plane: localplane.Plane, seaway_crds: list[str], namespace: str
 ) -> None:
-    assert sorted(seaway_crds) == ["modeldeployments.seaway.dev", "retrainjobs.seaway.dev"]
+    assert sorted(seaway_crds) == [
+        "modeldeployments.seaway.dev", "retrainjobs.seaway.dev", "scoringjobs.seaway.dev"
+    ]
     resources = control_plane.kubectl("api-resources", "--api-group=seaway.dev", "--no-headers")
     short_names = {line.split()[0]: line.split()[1] for line in resources.stdout.splitlines()}
-    assert short_names == {"modeldeployments": "md", "retrainjobs": "rj"}
-    listed = control_plane.kubectl("get", "md,rj", "-n", namespace, "-o", "json")
+    assert short_names == {"modeldeployments": "md", "retrainjobs": "rj", "scoringjobs": "sj"}
+    listed = control_plane.kubectl("get", "md,rj,sj", "-n", namespace, "-o", "json")
     assert json.loads(listed.stdout)["items"] == []
 
 

@@ -218,7 +218,8 @@ def test_chart_operator_carries_a_canary_and_a_revert(plane: E2E, models: Models
         time.sleep(0.5)
     crds = json.loads(plane.kubectl("get", "crd", "-o", "json"))["items"]
     names = {c["metadata"]["name"] for c in crds}
-    assert {"modeldeployments.seaway.dev", "retrainjobs.seaway.dev"} <= names, names
+    assert {"modeldeployments.seaway.dev", "retrainjobs.seaway.dev",
+            "scoringjobs.seaway.dev"} <= names, names
     kept = plane.status(ns, "churn")
     assert kept.get("stableRevision") == 2
     print("[chart] helm uninstall kept the CRDs and ModelDeployment churn (stable r2)")

@@ -121,6 +121,12 @@ class Checker:
                         path, f"Invalid value: should have at least {schema['minItems']} items"
                     )
                 )
+            if schema.get("x-kubernetes-list-type") == "set":
+                seen: list[Any] = []
+                for i, item in enumerate(value):
+                    if item in seen:
+                        errors.append(FieldError(f"{path}[{i}]", f"Duplicate value: {item!r}"))
+                    seen.append(item)
             items = schema.get("items", {})
             value = [
                 self._node(item, None, items, f"{path}[{i}]", errors)
@@ -214,7 +220,11 @@ def _join(path: str, name: str) -> str:
 
 
 def load_crd_schema(kind: str) -> dict[str, Any]:
-    plural = {"ModelDeployment": "modeldeployments", "RetrainJob": "retrainjobs"}[kind]
+    plural = {
+        "ModelDeployment": "modeldeployments",
+        "RetrainJob": "retrainjobs",
+        "ScoringJob": "scoringjobs",
+    }[kind]
     crd = yaml.safe_load((ROOT / "crds" / f"seaway.dev_{plural}.yaml").read_text())
     schema: dict[str, Any] = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     return schema

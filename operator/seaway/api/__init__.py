@@ -8,6 +8,7 @@ and ``docs/api.md`` documents them. This package is pure: no Kubernetes client, 
 from seaway.api.common import API_VERSION, GROUP, VERSION, Condition, ObjectMeta
 from seaway.api.modeldeployment import ModelDeployment, ModelDeploymentSpec, ModelDeploymentStatus
 from seaway.api.retrainjob import RetrainJob, RetrainJobSpec, RetrainJobStatus
+from seaway.api.scoringjob import ScoringJob, ScoringJobSpec, ScoringJobStatus
 
 __all__ = [
     "API_VERSION",
@@ -21,4 +22,7 @@ __all__ = [
     "RetrainJob",
     "RetrainJobSpec",
     "RetrainJobStatus",
+    "ScoringJob",
+    "ScoringJobSpec",
+    "ScoringJobStatus",
 ]

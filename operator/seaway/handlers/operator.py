@@ -17,7 +17,7 @@ from typing import Any
 import kopf
 
 from seaway import egress
-from seaway.handlers import modeldeployment, retrainjob
+from seaway.handlers import modeldeployment, retrainjob, scoringjob
 from seaway.handlers.workqueue import WorkQueue
 from seaway.k8s.cache import CachedKube, Store
 from seaway.k8s.kube import Kube, KubeError, StalePass, Unavailable, load_api_client
@@ -25,6 +25,7 @@ from seaway.k8s.lease import LeaderElector
 from seaway.k8s.outage import Backoffs, Outage, WatchRetries
 from seaway.planning import children
 from seaway.planning.retrain import RETRAIN_LABEL
+from seaway.planning.scoring import SCORING_LABEL
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +76,11 @@ async def start(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: Any) -> N
         handler.addFilter(retries)
     memo["outage_probe"] = asyncio.create_task(probe_during_outages(kube))
 
-    reconcilers = {"ModelDeployment": modeldeployment.reconcile, "RetrainJob": retrainjob.reconcile}
+    reconcilers = {
+        "ModelDeployment": modeldeployment.reconcile,
+        "RetrainJob": retrainjob.reconcile,
+        "ScoringJob": scoringjob.reconcile,
+    }
 
     async def work(key: Hashable) -> float | None:
         assert isinstance(key, tuple)
@@ -237,6 +242,23 @@ async def on_training_job(
 ) -> None:
     if "queue" in memo:
         memo["queue"].add(("RetrainJob", namespace, labels[RETRAIN_LABEL]))
+
+
+@kopf.on.event(GROUP, VERSION, "scoringjobs")
+async def on_scoring_job(
+    *, type: str, name: str, namespace: str | None, memo: Any, **_: Any
+) -> None:
+    if "queue" in memo and type != "DELETED":
+        memo["queue"].add(("ScoringJob", namespace, name))
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={SCORING_LABEL: kopf.PRESENT})
+async def on_scoring_indexed_job(
+    *, labels: Mapping[str, str], namespace: str | None, memo: Any, **_: Any
+) -> None:
+    """A shard finished or failed (completedIndexes, conditions): read the progress now."""
+    if "queue" in memo:
+        memo["queue"].add(("ScoringJob", namespace, labels[SCORING_LABEL]))
 
 
 def run(*, namespaces: list[str], verbose: bool = False, health: str | None = None) -> None:

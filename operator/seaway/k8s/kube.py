@@ -66,6 +66,7 @@ RESOURCES: dict[str, Resource] = {
     "RoleBinding": Resource("/apis/rbac.authorization.k8s.io/v1", "rolebindings"),
     "ModelDeployment": Resource("/apis/seaway.dev/v1alpha1", "modeldeployments"),
     "RetrainJob": Resource("/apis/seaway.dev/v1alpha1", "retrainjobs"),
+    "ScoringJob": Resource("/apis/seaway.dev/v1alpha1", "scoringjobs"),
 }
 
 
