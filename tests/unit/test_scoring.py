@@ -57,7 +57,9 @@ def report(index: int, units: list[int], rows: int, reason: str = "Succeeded",
 def test_the_model_is_read_from_the_revisions_frozen_template() -> None:
     model = scoring.model_from_template(
         template(env=[{"name": "OMP_NUM_THREADS", "value": "1"},
-                      {"name": "SEAWAY_S3_ENDPOINT", "value": "http://minio:9000"}]),
+                      {"name": "SEAWAY_S3_ENDPOINT", "value": "http://minio:9000"},
+                      {"name": "SEAWAY_TRUSTED_TYPES", "value": "numpy.dtype"},
+                      {"name": "SEAWAY_MAX_BATCH_SIZE", "value": "64"}]),
         md_name="churn", revision=2,
     )  # fmt: skip
     assert isinstance(model, scoring.Model)
@@ -68,7 +70,8 @@ def test_the_model_is_read_from_the_revisions_frozen_template() -> None:
     assert not model.allow_unverified
     # the store's endpoint and plain variables travel; the server's own settings do not
     assert dict(model.extra_env) == {"OMP_NUM_THREADS": "1",
-                                     "SEAWAY_S3_ENDPOINT": "http://minio:9000"}  # fmt: skip
+                                     "SEAWAY_S3_ENDPOINT": "http://minio:9000",
+                                     "SEAWAY_TRUSTED_TYPES": "numpy.dtype"}  # fmt: skip
 
 
 def test_a_template_without_a_server_container_is_a_final_refusal() -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import click
 
 from seaway import __version__
-from seaway.cli import retrain, rollout
+from seaway.cli import retrain, rollout, score
 from seaway.cli.bundle import bundle
 from seaway.cli.cluster import cluster
 from seaway.cli.demo import demo
@@ -39,7 +39,7 @@ main.add_command(bundle)
 main.add_command(operator_group)
 main.add_command(demo)
 main.add_command(report)
-for _command in [*rollout.COMMANDS, *retrain.COMMANDS]:
+for _command in [*rollout.COMMANDS, *retrain.COMMANDS, *score.COMMANDS]:
     main.add_command(_command)
 
 if __name__ == "__main__":

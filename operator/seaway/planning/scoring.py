@@ -27,6 +27,7 @@ from seaway.planning.durations import format_time, parse_time
 from seaway.planning.revisions import redact_uri
 from seaway.planning.rollout import Event
 from seaway_serving import contract
+from seaway_serving.scoring import settings as score_settings
 
 SCORING_LABEL = "seaway.dev/scoring-job"
 CONTAINER = "scorer"
@@ -36,9 +37,11 @@ COMPLETE = "Complete"
 FAILED = "Failed"
 #: The model variables of ``contract.server_env`` a scoring pod does not take (it serves nothing).
 NOT_FOR_SCORING = frozenset({contract.HOST, contract.PORT})
-#: Variables of a revision's template copied to a scoring pod beside the model's own: the store's
-#: endpoint, and plain variables (e.g. thread counts) the model's code may read.
-COPIED_SEAWAY_VARIABLES = frozenset({contract.S3_ENDPOINT})
+#: ``SEAWAY_*`` variables of a revision's template copied to a scoring pod beside the model's
+#: own: those the scorer reads as the server does (the store's endpoint, the bundle size limit,
+#: skops' trusted types, ...). Plain variables (e.g. thread counts) are copied too; the server's
+#: other settings are not (the scorer refuses a ``SEAWAY_*`` variable it does not know).
+COPIED_SEAWAY_VARIABLES = score_settings.known_variables()
 
 Manifest = dict[str, Any]
 
