@@ -117,6 +117,16 @@ def run_started(name: str) -> Check:
     return check
 
 
+def scoring(name: str, revision: int, shards: int) -> Check:
+    def check(c: Cluster) -> None:
+        st = c.status("sj", name)
+        assert (st.get("model") or {}).get("revision") == revision, st
+        job = c.get("job", name)
+        assert (job["spec"]["completionMode"], job["spec"]["completions"]) == ("Indexed", shards)
+
+    return check
+
+
 #: What each example's comment promises once its commands ran.
 PROMISED: dict[str, Check] = {
     "modeldeployment-minimal": serving("iris", 1),
@@ -131,6 +141,7 @@ PROMISED: dict[str, Check] = {
     "modeldeployment-gateway": waiting_for_model("churn-edge"),
     "retrainjob-auto": scheduled_weekly("churn-weekly"),
     "retrainjob-manual": run_started("churn-monthly"),
+    "scoringjob": scoring("iris-nightly", 1, 6),
 }
 FILES = sorted(EXAMPLES.glob("*.yaml"))
 
