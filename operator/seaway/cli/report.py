@@ -33,6 +33,20 @@ def _window(text: str) -> int:
     return seconds
 
 
+def _moment(text: str) -> datetime:
+    from seaway.planning.durations import parse_time
+
+    try:
+        if text.replace(".", "", 1).isdigit():
+            return datetime.fromtimestamp(float(text), UTC)
+        return parse_time(text)
+    except (ValueError, OverflowError, OSError):
+        raise click.BadParameter(
+            f"{text!r} is neither RFC 3339 (2026-11-20T09:00:00Z) nor Unix seconds",
+            param_hint="--at",
+        ) from None
+
+
 def _matchers(items: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     out = []
     for item in items:
@@ -78,6 +92,13 @@ def _list(kube: Any, kind: str, ns: str, missing: list[str], what: str) -> list[
     " the scrape configuration sets it: the router's own series carry no namespace.",
 )
 @click.option(
+    "--at",
+    "at_text",
+    metavar="TIME",
+    help="The moment the window ends, RFC 3339 (2026-11-20T09:00:00Z) or Unix seconds;"
+    " default: now. The same --at gives the same figures.",
+)
+@click.option(
     "--output",
     "-o",
     type=click.Path(dir_okay=False, writable=True),
@@ -94,6 +115,7 @@ def report(
     window: str,
     prometheus_url: str | None,
     match: tuple[str, ...],
+    at_text: str | None,
     output: str | None,
     summary_json: str | None,
     namespace: str | None,
@@ -110,6 +132,7 @@ def report(
     from seaway.report import assemble, render, summary
 
     window_seconds = _window(window)
+    now = _moment(at_text) if at_text else datetime.now(UTC).replace(microsecond=0)
     matchers = _matchers(match)
     if prometheus_url is not None:
         try:
@@ -127,7 +150,6 @@ def report(
     notes: list[str] = []
     jobs = _list(kube, "RetrainJob", ns, missing, "retraining runs")
     events = _list(kube, "Event", ns, missing, "events")
-    now = datetime.now(UTC).replace(microsecond=0)
     answers = None
     where = None
     if prometheus_url is None:

@@ -405,7 +405,7 @@ def page(report: model.Report) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{esc(title)}</title><style>{STYLE}</style></head><body>"
         f"<h1>{esc(title)}</h1>"
-        f'<p class="sub">Generated {esc(fmt.moment_text(report.generated_at))}; window: the last'
+        f'<p class="sub">As of {esc(fmt.moment_text(report.generated_at))}; window: the last'
         f" {esc(report.window_text)}. {esc(ready)}.</p>"
         f'<section id="summary"><ul>{highlights}</ul>{message}</section>'
         f"{missing}{notes}"
