@@ -1,7 +1,7 @@
 """A unit of the input as a stream of Arrow tables of at most ``batch_rows`` rows.
 
-Memory is bounded by the batch, never by the file: Parquet is read with
-``ParquetFile.iter_batches`` over the unit's row groups and only the columns needed, CSV with
+Memory is bounded by the batch (and a Parquet row group), never by the file: Parquet is read
+with ``ParquetFile.iter_batches`` one row group at a time and only the columns needed, CSV with
 pyarrow's streaming reader over the unit's byte range (the header, then the range's lines), and
 both are re-cut to exactly ``batch_rows`` rows so the model sees the same batch size whatever
 the source's block or row-group size.
@@ -103,14 +103,15 @@ def unit_tables(unit: plan.Unit, read_at: ReadAt, columns: Sequence[str],
     if unit.format == "parquet":
         source = read_at.open()
         try:
-            pf = pq.ParquetFile(source)
-            groups = (list(range(pf.metadata.num_row_groups)) if unit.kind == "file"
-                      else list(range(unit.start or 0, unit.end or 0)))
-            if not groups:
-                return
-            batches = pf.iter_batches(batch_size=batch_rows, row_groups=groups,
-                                      columns=list(columns))
-            yield from rebatch((pa.Table.from_batches([b]) for b in batches), batch_rows)
+            pf = pq.ParquetFile(source, pre_buffer=True)
+            groups = (range(pf.metadata.num_row_groups) if unit.kind == "file"
+                      else range(unit.start or 0, unit.end or 0))
+            # one row group at a time: pre_buffer fetches what it reads in few large ranged
+            # reads, but holds everything it was asked for (all groups at once: the file)
+            batches = (pa.Table.from_batches([b]) for g in groups
+                       for b in pf.iter_batches(batch_size=batch_rows, row_groups=[g],
+                                                columns=list(columns)))
+            yield from rebatch(batches, batch_rows)
         finally:
             source.close()
         return
