@@ -38,7 +38,7 @@ SNIPPETS = snippets(API_MD.read_text())
 
 def test_the_docs_have_snippets_of_both_kinds() -> None:
     kinds = sorted({doc["kind"] for _, doc in SNIPPETS})
-    assert kinds == ["ModelDeployment", "RetrainJob"], kinds
+    assert kinds == ["ModelDeployment", "RetrainJob", "ScoringJob"], kinds
     assert any(doc["spec"].get("approvals") for _, doc in SNIPPETS)
 
 
@@ -61,7 +61,8 @@ def test_snippet_is_accepted_as_written(
     if writer is not None:
         control_plane.kubectl("create", "role", "seaway-editor", "--namespace", namespace,
                               "--verb=get,create,update,patch",
-                              "--resource=retrainjobs.seaway.dev,modeldeployments.seaway.dev")
+                              "--resource=retrainjobs.seaway.dev,modeldeployments.seaway.dev,"
+                              "scoringjobs.seaway.dev")
         control_plane.kubectl("create", "rolebinding", "seaway-editor", "--namespace", namespace,
                               "--role=seaway-editor", f"--user={writer}")  # fmt: skip
         argv = [*argv, f"--as={writer}"]
