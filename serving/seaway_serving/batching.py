@@ -15,10 +15,16 @@ How, in the event loop's thread:
   for as many requests as the previous batch had (the concurrency just observed), and leaves as
   soon as it has them or is full;
 * a lone request with nothing else queued or in flight, for a model whose recent predict calls
-  took under ``inline_max_s``, is predicted right there on the event loop's thread: the hand-off
-  to a worker and back costs two thread wake-ups, ~25 µs on an idle core and much more when the
-  cores are busy, which is more than such a predict holds the loop (a bare endpoint, which
-  predicts inline, was that much faster at one client). Concurrent requests still go to workers;
+  took under ``inline_max_s``, is predicted right there on the event loop's thread, inside
+  ``submit``: the future it returns is already done, so the caller can answer in the same
+  callback that read the request. The hand-off to a worker and back costs two thread wake-ups,
+  ~25 µs on an idle core and much more when the cores are busy, and the scheduled dispatch and
+  the future's callbacks two more turns of the loop; all of that is more than such a predict
+  holds the loop (a bare endpoint, which predicts inline, was that much faster at one client).
+  "Lone" means the last batch held one request and no other request was predicted this way in
+  the same turn of the loop: requests read together (concurrent clients, or pipelining) go
+  through the queue, so the first of a burst is the only one answered alone. Concurrent
+  requests go to workers;
 * the worker threads run ``predict`` on the concatenated rows off the event loop, which keeps
   accepting and parsing; results are sliced back by row offsets. If a merged call fails, each
   request is retried alone so one bad request cannot fail its neighbours.
@@ -78,6 +84,10 @@ class Batcher:
         self._last_batch_requests = 1
         self._timer: asyncio.TimerHandle | None = None
         self._dispatch_scheduled = False
+        #: A request was predicted in ``submit`` during this turn of the loop.
+        self._inline_turn = False
+        #: Requests predicted in ``submit`` itself (no queue, no loop turn, no thread).
+        self.inline_predicts = 0
         self._work: queue.SimpleQueue[_Batch | None] = queue.SimpleQueue()
         self._threads = [
             threading.Thread(target=self._worker, name=f"seaway-predict-{i}", daemon=True)
@@ -97,9 +107,21 @@ class Batcher:
         return bool(self._pending) or self._in_flight > 0
 
     def submit(self, x: np.ndarray, outputs: Sequence[str]) -> asyncio.Future[Outputs]:
+        """A future of the request's outputs; already done when it was predicted right here."""
+        fut: asyncio.Future[Outputs] = self._loop.create_future()
+        if (self._last_batch_requests == 1 and not self._pending and not self._in_flight
+                and not self._inline_turn and self._call_s < self.inline_max_s):
+            self._inline_turn = True
+            self._loop.call_soon(self._end_inline_turn)
+            self.inline_predicts += 1
+            result = self._call(x, frozenset(outputs))
+            if isinstance(result, BaseException):
+                fut.set_exception(result)
+            else:
+                fut.set_result(result)
+            return fut
         if len(self._pending) >= self.max_queue:
             raise Overloaded
-        fut: asyncio.Future[Outputs] = self._loop.create_future()
         self._pending.append(_Item(x, frozenset(outputs), fut))
         self._pending_rows += x.shape[0]
         if self._idle and not self._dispatch_scheduled:
@@ -111,6 +133,9 @@ class Batcher:
             else:
                 self._schedule_dispatch()
         return fut
+
+    def _end_inline_turn(self) -> None:
+        self._inline_turn = False
 
     def _schedule_dispatch(self) -> None:
         # call_soon, not a direct call: requests already read in this loop iteration join first
@@ -225,5 +250,8 @@ class Batcher:
         except Exception as exc:
             return exc
         finally:
-            self._call_s += 0.2 * (time.perf_counter() - t0 - self._call_s)
+            # capped: one call stalled by a busy machine (seconds, not the model's cost) must
+            # not send a fast model's lone requests to a thread for the next many calls
+            took = min(time.perf_counter() - t0, 2 * self.inline_max_s)
+            self._call_s += 0.2 * (took - self._call_s)
 

@@ -135,7 +135,8 @@ class DataPlane:
     # ------------------------------------------------------------------ inference
     def submit(self, served: Served, body: bytes,
                header_length: int | None) -> tuple[protocol.InferRequest, asyncio.Future[Outputs]]:
-        """Decode and enqueue; raises BadRequest, or Overloaded when the queue is full."""
+        """Decode and enqueue; raises BadRequest, or Overloaded when the queue is full. The
+        future is already done when the batcher predicted the request at once."""
         req = protocol.decode_infer(body, served.spec, header_length)
         assert self.batcher is not None
         budget = self.budget
@@ -151,7 +152,10 @@ class DataPlane:
         except Overloaded:
             budget.give(held, rows)
             raise
-        fut.add_done_callback(lambda _: budget.give(held, rows))
+        if fut.done():  # predicted already (a lone request)
+            budget.give(held, rows)
+        else:
+            fut.add_done_callback(lambda _: budget.give(held, rows))
         return req, fut
 
     def response(self, served: Served, req: protocol.InferRequest, out: Outputs) -> bytes:
@@ -163,7 +167,7 @@ class DataPlane:
         return protocol.encode(doc)
 
     def _predict(self, x: np.ndarray, wanted: frozenset[str]) -> Outputs:
-        """Runs in a predict worker thread."""
+        """Runs in a predict worker thread, or on the loop's thread for a lone request."""
         served = self.served
         assert served is not None
         pred, proba = served.predictor.outputs(x, "predict_proba" in wanted)

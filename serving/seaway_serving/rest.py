@@ -115,7 +115,6 @@ class Rest:
                                   "full, retry later")
             resp.headers = _RETRY
             return self._count(req, resp)
-        req.body = b""  # decoded: the rows are what waits for the model, not the JSON
 
         def finish(f: asyncio.Future[Any]) -> Response:
             exc = f.exception()
@@ -129,6 +128,9 @@ class Rest:
                 resp = error_response(500, _failure(exc))
             return self._count(req, resp)
 
+        if fut.done():  # a lone request, predicted already: answered in this same callback
+            return finish(fut)
+        req.body = b""  # decoded: the rows are what waits for the model, not the JSON
         return fut, finish
 
     def _count(self, req: Request, resp: Response, infer: bool = True) -> Response:

@@ -80,23 +80,35 @@ async def _lone_requests() -> None:
 
     batcher = Batcher(predict, loop=loop, max_batch_size=8, max_wait_s=0, inline_max_s=0.01)
     try:
-        # one client: predicted on the loop's own thread, no hand-off
+        # one client: predicted on the loop's own thread inside submit, no hand-off: the
+        # future is done before the loop runs again, so no batch window can have been waited
         for v in (1, 2, -1):
             fut = batcher.submit(rows(v), ["predict"])
+            assert fut.done()
             try:
-                assert (await fut)["predict"].tolist() == [v * 10]
+                assert fut.result()["predict"].tolist() == [v * 10]
             except ValueError as exc:
                 assert v == -1 and "negative input" in str(exc)
+            await asyncio.sleep(0)  # the client's next request comes in a later turn
         assert threads == ["MainThread"] * 3
-        # requests that arrive together are one batch, on a worker
-        futs = [batcher.submit(rows(v), ["predict"]) for v in (3, 4)]
-        assert [(await f)["predict"].tolist() for f in futs] == [[30.0], [40.0]]
-        assert threads[3].startswith("seaway-predict-")
+        assert batcher.inline_predicts == 3
+        # requests read in one turn of the loop: the first is answered at once, the others
+        # wait for the turn's end and go together, as one batch, to a worker
+        futs = [batcher.submit(rows(v), ["predict"]) for v in (3, 4, 5)]
+        assert [f.done() for f in futs] == [True, False, False]
+        assert [(await f)["predict"].tolist() for f in futs] == [[30.0], [40.0], [50.0]]
+        assert threads[3] == "MainThread" and threads[4].startswith("seaway-predict-")
+        assert batcher.inline_predicts == 4
+        # after a batch of several, the next request is not taken for a lone one: it queues
+        fut = batcher.submit(rows(6), ["predict"])
+        assert not fut.done() and (await fut)["predict"].tolist() == [60.0]
+        await asyncio.sleep(0)
         # a model slower than inline_max_s never holds the loop: after its calls average over
         # the limit, a lone request goes to a worker too
         delay[0] = 0.03
         for v in (5, 6, 7, 8, 9):
             assert (await batcher.submit(rows(v), ["predict"]))["predict"].tolist() == [v * 10]
+            await asyncio.sleep(0)
         assert threads[-1].startswith("seaway-predict-")
         assert batcher.depth == 0 and not batcher.busy
     finally:

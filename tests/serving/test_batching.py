@@ -75,6 +75,26 @@ def test_concurrent_requests_are_merged_and_split_back_exactly(
     assert calls < sent / 2, (calls, sent)
 
 
+def test_a_lone_client_never_waits_for_the_batch_window(
+        start_server: Any, logreg_bundle: Path, logreg: Any, data: Data) -> None:
+    """With a one-minute batch window, a client that sends one request at a time is answered
+    well within its 10-second timeout every time, each request in a predict call of its own."""
+    server = start_server(logreg_bundle, {"SEAWAY_MAX_BATCH_WAIT_MS": "60000"}).wait_ready()
+    client = Client(server.port, timeout=10)
+    try:
+        for i in range(30):
+            rows = data.x_test[i:i + 1 + i % 3]
+            reply = client.post("/v2/models/logreg/infer", v2_body(rows))
+            assert reply.status == 200, reply.body
+            assert reply.json()["outputs"][0]["data"] == logreg.predict(rows).tolist()
+    finally:
+        client.close()
+    text = server.metrics()
+    assert metric_value(text, "seaway_batch_size_rows_count") == 30
+    assert metric_value(text, "seaway_batch_size_rows_sum") == sum(1 + i % 3 for i in range(30))
+    assert metric_value(text, "seaway_requests_total", code="200") == 30
+
+
 def test_a_large_request_is_not_split_unless_configured(
         start_server: Any, forest_bundle: Path, forest: Any, data: Data) -> None:
     rows = np.vstack([data.x_test] * 2)[:200]
