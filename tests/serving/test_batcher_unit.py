@@ -117,3 +117,29 @@ async def _lone_requests() -> None:
 
 def test_a_lone_request_is_predicted_without_a_thread_hop() -> None:
     asyncio.run(asyncio.wait_for(_lone_requests(), timeout=30))
+
+
+async def _one_stall() -> None:
+    loop = asyncio.get_running_loop()
+    stall = [0.05]
+
+    def predict(x: np.ndarray, wanted: frozenset[str]) -> Outputs:
+        if stall[0]:
+            threading.Event().wait(stall[0])  # the machine stole the core for once
+            stall[0] = 0.0
+        return {"predict": x[:, 0] * 10}
+
+    batcher = Batcher(predict, loop=loop, max_batch_size=8, max_wait_s=0, inline_max_s=0.01)
+    try:
+        for v in (1, 2, 3):
+            fut = batcher.submit(rows(v), ["predict"])
+            assert fut.done() and fut.result()["predict"].tolist() == [v * 10]
+            await asyncio.sleep(0)
+        # the stalled first call counted as at most twice the limit: still answered at once
+        assert batcher.inline_predicts == 3
+    finally:
+        batcher.stop()
+
+
+def test_one_stalled_call_does_not_turn_the_inline_path_off() -> None:
+    asyncio.run(asyncio.wait_for(_one_stall(), timeout=30))
