@@ -312,6 +312,18 @@ def test_report_of_a_model_deployment_with_a_history(
         page = reportpage.parse(out.read_text())
         assert expected.removeprefix("Missing: ") in page.texts["missing"]
         assert sorted(page.rows("revisions-table")) == ["1", "2", "3"]
+        # without Prometheus, as docs/report.md runs it on the demo's cluster
+        out = tmp_path / "churn-report.html"
+        result = seaway(
+            "report", "churn", "-n", namespace, "-o", str(out), kubeconfig=control_plane.kubeconfig
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert result.stdout.splitlines() == [
+            f"Reading ModelDeployment {namespace}/churn, its RetrainJobs and Events ...",
+            f"Wrote {out} (3 revisions, 2 retraining runs, traffic omitted, drift omitted).",
+            "Missing: Prometheus not given (--prometheus URL): traffic, errors, latency and drift"
+            " omitted.",
+        ]
         result = seaway("report", "nosuch", "-n", namespace, kubeconfig=control_plane.kubeconfig)
         assert result.returncode == 1 and "Traceback" not in result.stderr
         assert f"Error: ModelDeployment nosuch not found in namespace {namespace}" in result.stderr

@@ -577,3 +577,15 @@ def test_report_without_a_kubeconfig_is_a_one_line_error() -> None:
     )
     assert result.exit_code == 1
     assert result.output.startswith("Error: cannot load the kubeconfig")
+
+
+def test_charts_begin_at_the_first_measurement_of_the_window() -> None:
+    first = NOW.timestamp() - 300
+    young = answers(
+        ranges={"rate": (model.Curve({"revision": "1"}, ((first, 1.0), (NOW.timestamp(), 1.0))),)}
+    )
+    share, _, latency = assemble.charts(young)
+    assert (share.start, share.end) == (first, NOW.timestamp())
+    assert share.series[0].points == ((first, 100.0), (NOW.timestamp(), 100.0))
+    assert latency.series == () and "no data over the window" in svg.line_chart(latency)
+    assert assemble.charts(answers())[0].start == (NOW - timedelta(days=7)).timestamp()

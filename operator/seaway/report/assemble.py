@@ -217,6 +217,8 @@ def charts(answers: model.Answers) -> tuple[model.Chart, ...]:
     error_rates = _curves(answers.ranges.get("error_rate", ()))
     p99 = _curves(answers.ranges.get("p99", ()))
     moments = sorted({t for points in rates.values() for t in points})
+    if moments:  # the charts begin at the first measurement: a young history is not a dot
+        start = max(start, moments[0])
     totals = {t: sum(points.get(t, 0.0) for points in rates.values()) for t in moments}
     nan = float("nan")
     share, ratio, latency = [], [], []
