@@ -151,6 +151,17 @@ def validations(*rules: dict[str, str]) -> dict[str, Any]:
     return {"x-kubernetes-validations": list(rules)}
 
 
+#: The shape of a cron expression: five fields, or one of the usual macros. The operator evaluates
+#: it with a cron library (in UTC); this rule catches typos at apply time.
+CRON_RULE = cel(
+    "self.matches('^(@(yearly|annually|monthly|weekly|daily|hourly)"
+    "|([0-9*?/,A-Za-z-]+[ \\t]+){4}[0-9*?/,A-Za-z-]+)$')",
+    message_expression=(
+        "'schedule ' + self + ' is not a cron expression: use five fields such as \"0 3 * * 1\"'"
+        " + ' or a macro such as @daily'"
+    ),
+)
+
 URI_SCHEMES_RULE = cel(
     "self.matches('^(file|https?|s3)://.+')",
     message_expression=("'unsupported URI ' + self + ': use file://, http://, https:// or s3://'"),

@@ -7,6 +7,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field
 
 from seaway.api.common import (
+    CRON_RULE,
     AnnotationValue,
     Condition,
     Decimal,
@@ -403,6 +404,40 @@ class Traffic(WireModel):
     mirror: Mirror | None = None
 
 
+class Summary(WireModel):
+    """The model report's JSON summary (docs/report.md), posted to webhookURL on a schedule."""
+
+    schedule: Annotated[
+        str,
+        Field(
+            max_length=128,
+            description=(
+                'Cron in UTC: five fields such as "0 9 * * 1" (Mondays 09:00), or @daily,'
+                " @weekly. The first summary goes out at the first time after this is set."
+            ),
+            json_schema_extra=validations(CRON_RULE),
+        ),
+    ]
+    window: Annotated[
+        Duration | None,
+        Field(
+            description=(
+                "How far back traffic and drift go (at least 1m). Default: the schedule's"
+                " period, the time since the previous due time (7d for @weekly)."
+            )
+        ),
+    ] = None
+    prometheus: Annotated[
+        Prometheus | None,
+        Field(
+            description=(
+                "Default: rollout.analysis.provider.prometheus, else the operator's"
+                " --prometheus-url. Without one the summary holds status and history only."
+            )
+        ),
+    ] = None
+
+
 class Notifications(WireModel):
     webhook_url: Annotated[
         str,
@@ -414,6 +449,12 @@ class Notifications(WireModel):
             description="Called with a JSON body on revert, failure and promotion.",
         ),
     ]
+
+
+class ModelNotifications(Notifications):
+    """A ModelDeployment's webhook, and the model report it may receive on a schedule."""
+
+    summary: Summary | None = None
 
 
 class Actions(WireModel):
@@ -452,7 +493,7 @@ class ModelDeploymentSpec(WireModel):
     server: Server
     rollout: Annotated[Rollout | None, Field(description="Omitted: Immediate.")] = None
     traffic: Traffic | None = None
-    notifications: Notifications | None = None
+    notifications: ModelNotifications | None = None
     revision_history_limit: Annotated[int, Field(ge=1, le=100)] = 10
     paused: Annotated[
         bool, Field(description="Freeze the rollout: no step, promotion or revert until unset.")
@@ -536,6 +577,33 @@ class AnalysisStatus(WireModel):
     message: Message | None = None
 
 
+class SummaryStatus(WireModel):
+    """Where the scheduled summary stands: the due time lives here, never in memory."""
+
+    schedule: Annotated[
+        str, Field(max_length=128, description="The schedule nextAt was computed from.")
+    ]
+    next_at: Annotated[Timestamp | None, Field(description="When the next summary is due.")] = None
+    last_due_at: Annotated[
+        Timestamp | None,
+        Field(
+            description="The due time of the last send; due times missed while the operator"
+            " was down are covered by that one send."
+        ),
+    ] = None
+    last_sent_at: Annotated[
+        Timestamp | None, Field(description="When a summary was last delivered.")
+    ] = None
+    last_result: Annotated[
+        Literal["Sending", "Sent", "Failed", "InvalidSchedule"] | None,
+        Field(
+            description="Sending: the operator stopped during the send (not repeated);"
+            " Failed: see message (not retried: the next due time sends again)."
+        ),
+    ] = None
+    message: Message | None = None
+
+
 class ModelDeploymentStatus(WireModel):
     observed_generation: Annotated[int | None, Field(ge=0)] = None
     conditions: Annotated[list[Condition], Field(max_length=16)] = Field(default_factory=list)
@@ -567,6 +635,7 @@ class ModelDeploymentStatus(WireModel):
     handled_actions: HandledActions | None = None
     experiment: ExperimentStatus | None = None
     analysis: AnalysisStatus | None = None
+    summary: SummaryStatus | None = None
     message: Message | None = None
 
 

@@ -7,6 +7,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field
 
 from seaway.api.common import (
+    CRON_RULE,
     Condition,
     Decimal,
     Duration,
@@ -25,17 +26,6 @@ from seaway.api.modeldeployment import EnvVar, Ratio, Resources, Token
 
 KIND = "RetrainJob"
 PLURAL = "retrainjobs"
-
-#: The shape of a cron expression: five fields, or one of the usual macros. The operator evaluates
-#: it with a cron library; this rule catches typos at apply time.
-CRON_RULE = cel(
-    "self.matches('^(@(yearly|annually|monthly|weekly|daily|hourly)"
-    "|([0-9*?/,A-Za-z-]+[ \\t]+){4}[0-9*?/,A-Za-z-]+)$')",
-    message_expression=(
-        "'schedule ' + self + ' is not a cron expression: use five fields such as \"0 3 * * 1\"'"
-        " + ' or a macro such as @daily'"
-    ),
-)
 
 Metric = Literal[
     "accuracy", "f1", "precision", "recall", "roc_auc", "log_loss", "r2", "rmse", "mae"
