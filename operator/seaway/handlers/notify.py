@@ -18,8 +18,8 @@ from seaway.planning.rollout import Event
 logger = logging.getLogger(__name__)
 
 
-def send(client: egress.Client, url: str, payload: dict[str, Any]) -> bool:
-    """POST ``payload``; log and return False on any failure (the Event already records it)."""
+def post(client: egress.Client, url: str, payload: dict[str, Any]) -> str | None:
+    """POST ``payload``; None when delivered, else why not, in our words (never the peer's)."""
     try:
         client.request(
             url,
@@ -28,7 +28,15 @@ def send(client: egress.Client, url: str, payload: dict[str, Any]) -> bool:
             method="POST",
         )
     except egress.EgressError as exc:
-        logger.warning("Notification failed: %s", exc)
+        return str(exc)
+    return None
+
+
+def send(client: egress.Client, url: str, payload: dict[str, Any]) -> bool:
+    """POST ``payload``; log and return False on any failure (the Event already records it)."""
+    error = post(client, url, payload)
+    if error is not None:
+        logger.warning("Notification failed: %s", error)
         return False
     return True
 

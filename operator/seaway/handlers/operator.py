@@ -17,7 +17,7 @@ from typing import Any
 import kopf
 
 from seaway import egress
-from seaway.handlers import modeldeployment, retrainjob, scoringjob
+from seaway.handlers import modeldeployment, retrainjob, scoringjob, summary
 from seaway.handlers.workqueue import WorkQueue
 from seaway.k8s.cache import CachedKube, Store
 from seaway.k8s.kube import Kube, KubeError, StalePass, Unavailable, load_api_client
@@ -80,6 +80,7 @@ async def start(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: Any) -> N
         "ModelDeployment": modeldeployment.reconcile,
         "RetrainJob": retrainjob.reconcile,
         "ScoringJob": scoringjob.reconcile,
+        summary.KIND: summary.reconcile,
     }
 
     async def work(key: Hashable) -> float | None:
@@ -259,6 +260,11 @@ async def on_scoring_indexed_job(
     """A shard finished or failed (completedIndexes, conditions): read the progress now."""
     if "queue" in memo:
         memo["queue"].add(("ScoringJob", namespace, labels[SCORING_LABEL]))
+
+
+# The scheduled summary's own pass (handlers/summary.py); registered after on_model_deployment,
+# which puts the event's object into the cache that pass reads.
+kopf.on.event(GROUP, VERSION, "modeldeployments", id="summary")(summary.on_model_deployment)
 
 
 def run(*, namespaces: list[str], verbose: bool = False, health: str | None = None) -> None:
