@@ -163,6 +163,8 @@ SCORE_PERMANENT_EXIT_CODES: tuple[int, ...] = (
 #: ``rows`` counts only the rows this attempt scored. Optional (additive):
 #: ``"rowsSkipped": 4567``, the rows of ``unitsSkipped`` as their records say, so the operator
 #: counts an index's rows from its last attempt even when an earlier pod was deleted unseen.
+#: ``unitsDone`` and ``unitsSkipped`` are left out when they would not fit the kubelet's 4 KiB
+#: (thousands of files): a succeeded index did every unit ``u % SCORE_SHARDS == index``.
 SCORE_REASONS: tuple[str, ...] = ("Succeeded", "ModelRefused", "BadInput", "OutputRefused",
                                   "Failed")
 

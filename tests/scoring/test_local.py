@@ -113,6 +113,7 @@ def test_a_killed_scorer_resumes_without_scoring_a_unit_twice(model: Model,
     source = pd.concat(frames, ignore_index=True)
     skipped_rows = sum(len(frames[u]) for u in recorded)
     assert result["rows"] == len(source) - skipped_rows
+    assert result["rowsSkipped"] == skipped_rows  # so the operator still counts every row
     out, manifest = read_output(out_dir)
     check_scores(out, source, model, proba=False)
     assert {u["index"] for u in manifest["units"]} == {0}

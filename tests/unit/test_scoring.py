@@ -208,6 +208,16 @@ def test_rows_skipped_stand_in_for_an_attempt_that_was_never_seen() -> None:
     assert scoring.aggregate(attempts).rows == 200
 
 
+def test_a_succeeded_index_without_unit_lists_did_every_unit_of_its_index() -> None:
+    # thousands of units: the scorer leaves the lists out to fit the kubelet's 4 KiB
+    lean = json.loads(report(1, [], 500, rowsSkipped=0))
+    del lean["unitsDone"], lean["unitsSkipped"]
+    lean["unitsTotal"] = 3000
+    attempts = [scoring.Attempt(1, 0, json.dumps(lean), "2026-11-30T09:01:00Z")]
+    progress = scoring.aggregate(attempts, shards=3)
+    assert (progress.units_total, progress.units_done, progress.rows) == (3000, 1000, 500)
+
+
 def test_a_permanent_reason_wins_over_a_retry() -> None:
     attempts = [
         scoring.Attempt(0, 1, report(0, [], 0, "Failed", message="timeout"), "2"),

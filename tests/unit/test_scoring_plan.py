@@ -195,10 +195,11 @@ def test_manifest_is_built_from_the_records_alone() -> None:
 
 def test_termination_message_follows_the_contract() -> None:
     doc = plan.termination(index=1, units_total=7, done=[4, 1], skipped=[1], rows=99,
-                           seconds=1.23456, model=MODEL, reason="Succeeded", message="")
+                           rows_skipped=40, seconds=1.23456, model=MODEL, reason="Succeeded",
+                           message="")
     assert doc == {"index": 1, "unitsTotal": 7, "unitsDone": [1, 4], "unitsSkipped": [1],
-                   "rows": 99, "seconds": 1.235, "revision": 2, "digest": MODEL.digest,
-                   "reason": "Succeeded", "message": ""}
+                   "rows": 99, "rowsSkipped": 40, "seconds": 1.235, "revision": 2,
+                   "digest": MODEL.digest, "reason": "Succeeded", "message": ""}
     assert set(contract.SCORE_REASONS) >= {"ModelRefused", "BadInput", "OutputRefused"}
     with pytest.raises(ValueError):
         plan.termination(index=0, units_total=0, done=[], skipped=[], rows=0, seconds=0,
@@ -208,6 +209,18 @@ def test_termination_message_follows_the_contract() -> None:
     text = score_main.termination_text(long)
     assert len(text.encode()) <= score_main.TERMINATION_CAP
     assert json.loads(text)["message"].endswith("...")
+
+
+def test_unit_lists_too_long_for_the_cap_are_left_out_counts_kept() -> None:
+    mine = list(range(2, 30_000, 3))  # index 2 of 3 over 30,000 files
+    doc = plan.termination(index=2, units_total=30_000, done=mine, skipped=mine[:50],
+                           rows=10**9, rows_skipped=5000, seconds=99.0, model=MODEL,
+                           reason="Succeeded", message="scored")
+    back = json.loads(score_main.termination_text(doc))
+    assert len(json.dumps(back, separators=(",", ":")).encode()) <= score_main.TERMINATION_CAP
+    assert "unitsDone" not in back and "unitsSkipped" not in back
+    assert (back["unitsTotal"], back["rows"], back["rowsSkipped"], back["message"]) == (
+        30_000, 10**9, 5000, "scored")
 
 
 def test_progress_line() -> None:

@@ -419,13 +419,14 @@ def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
-def aggregate(attempts: list[Attempt]) -> Progress:
+def aggregate(attempts: list[Attempt], shards: int | None = None) -> Progress:
     """Units, rows and the failure to report, from every attempt's termination message.
 
     Each attempt counts only the rows it scored itself (a unit found recorded is skipped, not
     scored again), so the rows of an index are the sum over its attempts. A pod deleted before
     it finished leaves no message; a later attempt that reports ``rowsSkipped`` (the rows of the
-    units it found recorded) then stands for the whole index.
+    units it found recorded) then stands for the whole index. A message without its unit lists
+    (too many to fit) that succeeded did every unit of its index: ``u % shards == index``.
     """
     units: set[int] = set()
     total: int | None = None
@@ -440,10 +441,14 @@ def aggregate(attempts: list[Attempt]) -> Progress:
                 failures.append((0, attempt.finished_at, ("Failed", why[:1024])))
             continue
         by_index.setdefault(attempt.index, []).append(report)
-        done = report.get("unitsDone") or []
-        units.update(u for u in done if isinstance(u, int))
         if isinstance(report.get("unitsTotal"), int):
             total = max(total or 0, report["unitsTotal"])
+        done = report.get("unitsDone")
+        if isinstance(done, list):
+            units.update(u for u in done if isinstance(u, int))
+        elif (report.get("reason") == "Succeeded" and shards and attempt.index is not None
+              and isinstance(report.get("unitsTotal"), int)):
+            units.update(range(attempt.index, report["unitsTotal"], shards))
         reason = str(report.get("reason") or "")
         if reason and reason != "Succeeded":
             # a permanent reason (the model, the input, the output) says more than a retry's
@@ -591,7 +596,7 @@ def plan(
     done = count_indexes(job_status.get("completedIndexes"))
     st.shards_done = done
     st.shards = f"{done}/{shards}"
-    progress = aggregate(observed.attempts)
+    progress = aggregate(observed.attempts, shards)
     st.units_total = progress.units_total
     st.units_done = progress.units_done
     st.rows_scored = progress.rows

@@ -40,8 +40,15 @@ def configure_logging(level: str) -> None:
 
 
 def termination_text(doc: dict[str, Any]) -> str:
-    """The message as one JSON line within the kubelet's cap (the ``message`` is shortened)."""
+    """The message as one JSON line within the kubelet's cap.
+
+    Too long, the unit lists are left out first (the operator counts a succeeded index's units
+    from the sharding rule), then the ``message`` is shortened.
+    """
     text = json.dumps(doc, separators=(",", ":"))
+    if len(text.encode()) > TERMINATION_CAP:
+        doc = {k: v for k, v in doc.items() if k not in ("unitsDone", "unitsSkipped")}
+        text = json.dumps(doc, separators=(",", ":"))
     over = len(text.encode()) - TERMINATION_CAP
     if over > 0 and doc.get("message"):
         message = str(doc["message"])
@@ -86,7 +93,8 @@ def run(environ: Mapping[str, str]) -> int:
                    f"units ({len(outcome.skipped)} recorded already) in {seconds:.1f}s")
         log.info("Done: %s", message)
     emit(plan.termination(index=index, units_total=outcome.units_total, done=outcome.done,
-                          skipped=outcome.skipped, rows=outcome.rows, seconds=seconds,
+                          skipped=outcome.skipped, rows=outcome.rows,
+                          rows_skipped=outcome.rows_skipped, seconds=seconds,
                           model=outcome.model, reason=reason, message=message), termination)
     return code
 

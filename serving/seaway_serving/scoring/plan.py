@@ -292,12 +292,13 @@ def build_manifest(*, run_id: str, model: Model, input_uri: str, output_uri: str
 
 def termination(*, index: int, units_total: int, done: Sequence[int], skipped: Sequence[int],
                 rows: int, seconds: float, model: Model | None, reason: str,
-                message: str) -> dict[str, Any]:
+                message: str, rows_skipped: int = 0) -> dict[str, Any]:
     """The pod's termination message (the contract's JSON object)."""
     if reason not in contract.SCORE_REASONS:
         raise ValueError(f"unknown reason {reason!r}")
     return {"index": index, "unitsTotal": units_total, "unitsDone": sorted(done),
-            "unitsSkipped": sorted(skipped), "rows": rows, "seconds": round(seconds, 3),
+            "unitsSkipped": sorted(skipped), "rows": rows, "rowsSkipped": rows_skipped,
+            "seconds": round(seconds, 3),
             "revision": model.revision if model else None,
             "digest": model.digest if model else None, "reason": reason, "message": message}
 

@@ -61,6 +61,8 @@ class Outcome:
     done: list[int] = field(default_factory=list)
     skipped: list[int] = field(default_factory=list)
     rows: int = 0
+    #: the rows of ``skipped`` as their records say (scored by an earlier attempt)
+    rows_skipped: int = 0
     model: plan.Model | None = None
 
 
@@ -402,6 +404,7 @@ def _score(settings: ScoreSettings, env: Mapping[str, str], outcome: Outcome,
                for u in mine}
     outcome.skipped = [u.number for u in mine if u.number in records]
     outcome.done = list(outcome.skipped)
+    outcome.rows_skipped = sum(int(records[u].get("rows") or 0) for u in outcome.skipped)
     todo = [u for u in mine if u.number not in records]
     for unit in todo:
         check_columns(unit, readers[unit.uri], scorer.features, settings.key_columns)
