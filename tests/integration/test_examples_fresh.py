@@ -91,6 +91,16 @@ def weights(name: str, expected: dict[int, int], mirror: int | None = None) -> C
     return check
 
 
+def serving_with_weekly_summary(name: str, revision: int) -> Check:
+    def check(c: Cluster) -> None:
+        serving(name, revision)(c)
+        summary = c.status("md", name).get("summary", {})
+        when = datetime.fromisoformat(summary["nextAt"].replace("Z", "+00:00"))
+        assert (when.weekday(), when.hour, when.minute) == (0, 9, 0), summary
+
+    return check
+
+
 def waiting_for_model(name: str) -> Check:
     def check(c: Cluster) -> None:
         assert c.condition("md", name, "Ready").get("reason") == "WaitingForModel"
@@ -130,7 +140,7 @@ def scoring(name: str, revision: int, shards: int) -> Check:
 #: What each example's comment promises once its commands ran.
 PROMISED: dict[str, Check] = {
     "modeldeployment-minimal": serving("iris", 1),
-    "modeldeployment-canary": serving("churn", 1),
+    "modeldeployment-canary": serving_with_weekly_summary("churn", 1),
     "modeldeployment-abtest-step1": serving("pricing", 1),
     "modeldeployment-abtest": weights("pricing", {1: 70, 2: 30}),
     "modeldeployment-bandit-step1": serving("recommender", 1),
