@@ -29,6 +29,17 @@ PSI_EPS = 1e-4
 SMALL_BATCH = 16
 
 
+def _class_counts(pred: np.ndarray) -> dict[Any, int]:
+    # a few rows (one client): count in Python; np.unique alone costs ~14 µs
+    if pred.ndim == 1 and pred.shape[0] <= SMALL_BATCH:
+        counts: dict[Any, int] = {}
+        for key in pred.tolist():
+            counts[key] = counts.get(key, 0) + 1
+        return counts
+    return {(v.item() if isinstance(v, np.generic) else v): int(n)
+            for v, n in zip(*np.unique(pred, return_counts=True), strict=True)}
+
+
 def psi(expected: Sequence[float], actual_counts: np.ndarray) -> float:
     """Population Stability Index of observed bin counts against expected proportions."""
     total = actual_counts.sum()
@@ -64,6 +75,9 @@ class DriftWindow:
 
     def add(self, x: np.ndarray, pred: np.ndarray | None) -> None:
         rows = x.shape[0]
+        if rows == 1 and (pred is None or pred.shape == (1,)):
+            self._add_one(x[0], pred)
+            return
         if rows >= self.size:
             x = x[-self.size:]
             pred = None if pred is None else pred[-self.size:]
@@ -84,6 +98,26 @@ class DriftWindow:
                 self._pred[:rows - first] = enc[first:]
             self._pos = end % self.size
             self._count = min(self.size, self._count + rows)
+
+    def _add_one(self, row: np.ndarray, pred: np.ndarray | None) -> None:
+        """One row (one client's request): a store each, without the slices and the encoded
+        array of ``add`` (~1 µs instead of ~3)."""
+        enc: float | None = None
+        if pred is not None and self.fp.predictions is not None:
+            try:
+                value = pred.item()
+                enc = (float(self._class_index.get(value, len(self._class_index)))
+                       if self._class_index else float(value))
+            except (TypeError, ValueError):
+                enc = None
+        with self._lock:
+            pos = self._pos
+            self._x[pos] = row
+            if enc is not None:
+                self._pred[pos] = enc
+            self._pos = (pos + 1) % self.size
+            if self._count < self.size:
+                self._count += 1
 
     def snapshot(self) -> tuple[np.ndarray, np.ndarray] | None:
         with self._lock:
@@ -220,26 +254,24 @@ class ServingMetrics:
         self._batch.observe(x.shape[0])
         if pred is not None:
             if self._classify:
-                # a few rows (one client): count in Python; np.unique alone costs ~14 µs
-                if pred.ndim == 1 and pred.shape[0] <= SMALL_BATCH:
-                    counts: dict[Any, int] = {}
-                    for key in pred.tolist():
-                        counts[key] = counts.get(key, 0) + 1
+                if pred.shape == (1,):  # one client's row: no dict, no loop
+                    self._count_class(pred.item(), 1)
                 else:
-                    counts = {(v.item() if isinstance(v, np.generic) else v): int(n)
-                              for v, n in zip(*np.unique(pred, return_counts=True),
-                                              strict=True)}
-                for key, n in counts.items():
-                    child = self._class_children.get(key)
-                    if child is None:
-                        child = self.predictions.labels(*self._labels, str(key))
-                        self._class_children[key] = child
-                    child.inc(n)
+                    for key, n in _class_counts(pred).items():
+                        self._count_class(key, n)
             elif pred.dtype.kind in "fiu":
                 for v in pred.tolist():
                     self._value.observe(v)
         if self.drift is not None:
             self.drift.add(x, pred)
+
+    def _count_class(self, key: Any, n: int) -> None:
+        child = self._class_children.get(key)
+        if child is None:
+            assert self._labels is not None
+            child = self.predictions.labels(*self._labels, str(key))
+            self._class_children[key] = child
+        child.inc(n)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -254,8 +254,13 @@ def output_tensor(name: str, datatype: str, values: np.ndarray) -> dict[str, Any
             "data": values.ravel().tolist()}
 
 
+#: Built once: ``json.dumps`` with any non-default argument builds an encoder on every call
+#: (~1 µs of a one-row response's ~3).
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+
+
 def encode(doc: dict[str, Any]) -> bytes:
-    return json.dumps(doc, separators=(",", ":")).encode()
+    return _COMPACT.encode(doc).encode()
 
 
 def error_body(message: str) -> bytes:

@@ -172,3 +172,28 @@ def test_cli_bundle_create_on_a_file_that_is_no_model(tmp_path: Path, name: str,
     assert result.output.startswith(f"Error: {message}"), result.output
     assert result.output.count("\n") == 1 and "Traceback" not in result.output
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("classes", [["no", "yes"], None])
+def test_drift_window_holds_the_same_rows_added_one_by_one_or_in_blocks(
+        data: Data, classes: list[str] | None) -> None:
+    """One-row requests take a shorter path into the window; what it holds must not differ."""
+    names = [f"x{i}" for i in range(30)]
+    if classes is None:  # a regressor's numeric predictions
+        pred = data.x_train[:, 0] * 2.5
+        fp = bundle.fingerprint(data.x_train, names, pred, None)
+    else:  # class labels, one of them never seen in training
+        pred = np.array(["no", "yes", "maybe"])[data.y_train.astype(int) + (
+            np.arange(len(data.y_train)) % 17 == 0)]
+        fp = bundle.fingerprint(data.x_train, names, np.array(classes)[data.y_train], classes)
+    one = metrics.DriftWindow(fp, 30, size=50, min_rows=10)
+    blocks = metrics.DriftWindow(fp, 30, size=50, min_rows=10)
+    for i in range(130):
+        one.add(data.x_train[i:i + 1], pred[i:i + 1])
+    for start in range(0, 130, 13):
+        blocks.add(data.x_train[start:start + 13], pred[start:start + 13])
+    a, b = one.snapshot(), blocks.snapshot()
+    assert a is not None and b is not None
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    assert one.scores() == blocks.scores()
