@@ -16,8 +16,15 @@ from seaway.api.modeldeployment import ModelDeployment, RevisionStatus
 from seaway.api.retrainjob import RetrainJob
 from seaway.handlers import notify
 from seaway.k8s import traffic
-from seaway.k8s.kube import APPLIED_HASH, Conflict, Kube, KubeError, Manifest
-from seaway.k8s.kube import stamp as kube_stamp
+from seaway.k8s.kube import (
+    APPLIED_HASH,
+    Conflict,
+    Kube,
+    KubeError,
+    Manifest,
+    siblings_current,
+    with_siblings,
+)
 from seaway.metrics.prometheus import Prometheus
 from seaway.planning import analysis, children, refusals, revisions, stalls
 from seaway.planning import experiment as experiments
@@ -148,27 +155,29 @@ def explain_refusals(
 ) -> None:
     """Say in the plan why a rollout cannot progress: a model the server refused, no metrics.
 
-    The Pods are read only while some revision has no ready pod. Reading them is best effort:
+    The Pods are read only when they can explain something (see refusals.pods_needed); without
+    them a refusal said earlier is cleared once its revision is ready. Reading them is best effort:
     a missing ``pods`` permission (a trimmed RBAC) only loses the explanation, never the pass.
     """
     stalls.explain_analysis(
         result, md.status, now=format_time(now), generation=md.metadata.generation
     )
-    if all(o.ready > 0 for o in observed.values()) and result.status.canary_revision is None:
-        return
-    selector = f"{children.MD_LABEL}={md.metadata.name},{children.COMPONENT_LABEL}=model-server"
-    try:
-        pods = kube.list("Pod", md.metadata.namespace, selector)
-    except KubeError as exc:
-        if exc.status != 403:
-            raise
-        logger.debug("Not allowed to list Pods in %s: %s", md.metadata.namespace, exc)
-        return
+    ready = {n: o.ready for n, o in observed.items()}
+    pods: list[Manifest] = []
+    if refusals.pods_needed(result, md.status, ready):
+        selector = f"{children.MD_LABEL}={md.metadata.name},{children.COMPONENT_LABEL}=model-server"
+        try:
+            pods = kube.list("Pod", md.metadata.namespace, selector)
+        except KubeError as exc:
+            if exc.status != 403:
+                raise
+            logger.debug("Not allowed to list Pods in %s: %s", md.metadata.namespace, exc)
+            return
     refusals.explain(
         result,
         md.status,
         refusals.from_pods(pods, children.REVISION_LABEL),
-        {n: o.ready for n, o in observed.items()},
+        ready,
         now=format_time(now),
         generation=md.metadata.generation,
     )
@@ -266,12 +275,16 @@ def frozen_template(
     """
     name, ns = md.metadata.name, md.metadata.namespace
     child = children.revision_name(name, revision.number)
-    record = kube.get("ControllerRevision", ns, child)
+    describes = model is not None and revisions.template_hash(model, md.spec.server) == (
+        revision.template_hash
+    )
+    # A revision this pass created has no record yet (or one from a pass that failed after
+    # writing it, which the Conflict finds): it is written without asking first.
+    new = revisions.find_by_number(md.status.revisions, revision.number) is None
+    record = None if new and describes else kube.get("ControllerRevision", ns, child)
     if record is not None:
         return children.recorded_template(record)
-    if model is not None and revisions.template_hash(model, md.spec.server) == (
-        revision.template_hash
-    ):
+    if model is not None and describes:
         template = children.pod_template(
             md_name=name, number=revision.number, model=model, server=md.spec.server
         )
@@ -320,7 +333,17 @@ def act(
                 children.revision_name(name, number),
             )
             return
-        deployment = kube_stamp(
+        service = children.server_service(md_name=name, namespace=ns, owner=owner, number=number)
+        scaler = children.autoscaler(
+            md_name=name, namespace=ns, owner=owner, spec=md.spec, number=number
+        )
+        unscaled = md.spec.server.autoscaling is not None and replicas == 0
+        siblings: list[Manifest | str] = [service]
+        if scaler is not None and replicas > 0:
+            siblings.append(scaler)
+        elif unscaled:
+            siblings.append("no HorizontalPodAutoscaler")
+        deployment = with_siblings(
             children.server_deployment(
                 md_name=name,
                 namespace=ns,
@@ -329,23 +352,22 @@ def act(
                 template=template,
                 replicas=replicas,
                 autoscaled=md.spec.server.autoscaling is not None,
-            )
+            ),
+            siblings,
         )
-        current = live.get(number, {}).get("metadata", {}).get("annotations", {})
-        if current.get(APPLIED_HASH) == deployment["metadata"]["annotations"][APPLIED_HASH]:
+        current = live.get(number)
+        found = (current or {}).get("metadata", {}).get("annotations", {}).get(APPLIED_HASH)
+        if found == deployment["metadata"]["annotations"][APPLIED_HASH]:
             return
-        # The Deployment goes last: when it carries the current hash, everything before it was
-        # applied too, so a pass interrupted anywhere is completed by the next one.
-        kube.apply_if_changed(
-            children.server_service(md_name=name, namespace=ns, owner=owner, number=number)
-        )
-        scaler = children.autoscaler(
-            md_name=name, namespace=ns, owner=owner, spec=md.spec, number=number
-        )
-        if scaler is not None and replicas > 0:
-            kube.apply_if_changed(scaler)
-        elif md.spec.server.autoscaling is not None and replicas == 0:
-            kube.delete("HorizontalPodAutoscaler", ns, children.revision_name(name, number))
+        # The Deployment goes last: when it carries the current hashes, everything before it
+        # was applied too, so a pass interrupted anywhere is completed by the next one.
+        if not siblings_current(current, deployment):
+            write = kube.create_or_apply if current is None else kube.apply_if_changed
+            write(service)
+            if scaler is not None and replicas > 0:
+                write(scaler)
+            elif unscaled:
+                kube.delete("HorizontalPodAutoscaler", ns, children.revision_name(name, number))
         kube.apply(deployment)
         logger.info(
             "Applied Deployment %s/%s (%d replicas)",

@@ -20,7 +20,14 @@ from seaway import egress
 from seaway.handlers import modeldeployment, retrainjob, scoringjob, summary
 from seaway.handlers.workqueue import WorkQueue
 from seaway.k8s.cache import CachedKube, Store
-from seaway.k8s.kube import Kube, KubeError, StalePass, Unavailable, load_api_client
+from seaway.k8s.kube import (
+    Kube,
+    KubeError,
+    StalePass,
+    Unavailable,
+    format_counts,
+    load_api_client,
+)
 from seaway.k8s.lease import LeaderElector
 from seaway.k8s.outage import Backoffs, Outage, WatchRetries
 from seaway.planning import children
@@ -162,8 +169,12 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     if queue is not None:
         await queue.stop()
         kube = memo["kube"]
-        counts = ", ".join(f"{n} {m}" for m, n in sorted(kube.requests.items()))
-        logger.info("Stopped after %d passes; API requests: %s", queue.passes, counts or "none")
+        logger.info(
+            "Stopped after %d passes; API requests: %s; by kind: %s",
+            queue.passes,
+            format_counts(kube.requests),
+            format_counts(kube.requests_by_kind),
+        )
 
 
 @kopf.on.event(GROUP, VERSION, "modeldeployments")
@@ -175,8 +186,8 @@ async def on_model_deployment(
     if type == "DELETED":
         memo["store"].delete("ModelDeployment", namespace or "", name)
         return
-    memo["store"].put("ModelDeployment", event["object"])
-    memo["queue"].add(("ModelDeployment", namespace, name))
+    if memo["store"].put("ModelDeployment", event["object"]):  # else the echo of our write
+        memo["queue"].add(("ModelDeployment", namespace, name))
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={children.MD_LABEL: kopf.PRESENT})
@@ -184,11 +195,12 @@ async def on_revision_deployment(
     *, type: str, event: Any, labels: Mapping[str, str], namespace: str | None, memo: Any, **_: Any
 ) -> None:
     before = _ready_replicas(memo, namespace, event)
-    _remember(memo, "Deployment", type, event)
+    news = _remember(memo, "Deployment", type, event)
     # The controller manager updates a Deployment's status several times while it rolls out;
-    # only a change of ready pods (or the Deployment appearing or going) matters to a pass.
+    # only a change of ready pods (or the Deployment appearing, unless we just wrote it, or
+    # going) matters to a pass.
     if "queue" in memo and (
-        type in ("ADDED", "DELETED", None) or before != _ready(event["object"])
+        type == "DELETED" or (type in ("ADDED", None) and news) or before != _ready(event["object"])
     ):
         memo["queue"].add(("ModelDeployment", namespace, labels[children.MD_LABEL]))
 
@@ -210,16 +222,17 @@ async def on_router_configmap(*, type: str, event: Any, memo: Any, **_: Any) -> 
     _remember(memo, "ConfigMap", type, event)
 
 
-def _remember(memo: Any, kind: str, type: str, event: Any) -> None:
+def _remember(memo: Any, kind: str, type: str, event: Any) -> bool:
+    """Put the event's object into the store; False when it held that version already."""
     store = memo.get("store")
     if store is None:
-        return
+        return True
     body = event["object"]
     meta = body.get("metadata", {})
     if type == "DELETED":
         store.delete(kind, meta.get("namespace", ""), meta.get("name", ""))
-    else:
-        store.put(kind, body)
+        return True
+    return bool(store.put(kind, body))
 
 
 @kopf.on.event(GROUP, VERSION, "retrainjobs")

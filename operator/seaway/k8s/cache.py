@@ -44,21 +44,30 @@ class Store:
         value = body.get("metadata", {}).get("labels", {}).get(self._index_label)
         return (kind, namespace, value) if value is not None else None
 
-    def put(self, kind: str, body: Manifest) -> None:
+    def put(self, kind: str, body: Manifest) -> bool:
+        """Keep ``body``; False when the store held this version (or a newer one) already.
+
+        A watch event that returns False is the echo of the operator's own write, whose result
+        went into the store when it was made: the pass that wrote it saw it.
+        """
         meta = body.get("metadata", {})
+        if "managedFields" in meta:  # never read here; a third of a Deployment's size
+            meta = {k: v for k, v in meta.items() if k != "managedFields"}
+            body = {**body, "metadata": meta}
         namespace, name = meta.get("namespace", ""), meta.get("name", "")
         key = (kind, namespace, name)
         with self._lock:
             current = self._objects.get(key)
             if current is not None:
                 old, new = _version(current), _version(body)
-                if old is not None and new is not None and new < old:
-                    return
+                if old is not None and new is not None and new <= old:
+                    return False
                 self._unindex(kind, namespace, name, current)
             self._objects[key] = body
             index_key = self._index_key(kind, namespace, body)
             if index_key is not None:
                 self._index.setdefault(index_key, set()).add(name)
+            return True
 
     def _unindex(self, kind: str, namespace: str, name: str, body: Manifest) -> None:
         index_key = self._index_key(kind, namespace, body)
@@ -103,6 +112,7 @@ class CachedKube(Kube):
     def __init__(self, kube: Kube, store: Store, warm_selector: str) -> None:
         super().__init__(kube.api)
         self.requests = kube.requests
+        self.requests_by_kind = kube.requests_by_kind
         self.outage = kube.outage  # the requests go through ``kube``: so do their reports
         self._pass = kube._pass
         self._fence = kube._fence

@@ -15,7 +15,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -29,6 +29,9 @@ from seaway.k8s.outage import Outage
 FIELD_MANAGER = "seaway"
 #: Annotation holding a hash of what Seaway last applied to a child, to skip identical writes.
 APPLIED_HASH = "seaway.dev/applied-hash"
+#: Annotation on a Deployment holding a hash of the children applied just before it (its
+#: Service, the router's account): when it matches, they need neither a write nor a read.
+SIBLINGS_HASH = "seaway.dev/siblings-hash"
 #: Test hook for the restart-safety test: SIGKILL this process right after its N-th API write.
 FAULT_ENV = "SEAWAY_FAULT_KILL_AFTER_WRITES"
 #: (connect, read) seconds. Short, and never retried by the HTTP client: a request that hangs
@@ -129,6 +132,9 @@ class Kube:
         self._lock = threading.Lock()
         #: Requests made, by HTTP method (reported when the operator stops, used by bench/).
         self.requests: collections.Counter[str] = collections.Counter()
+        #: The same requests by method and resource ("PATCH deployments", "PUT .../status"):
+        #: where the load on the API server comes from.
+        self.requests_by_kind: collections.Counter[str] = collections.Counter()
         limit = os.environ.get(FAULT_ENV)
         self._kill_after = int(limit) if limit else None
         self.outage = Outage()
@@ -167,6 +173,7 @@ class Kube:
         content_type: str = "application/json",
     ) -> Any:
         self.requests[method] += 1
+        self.requests_by_kind[f"{method} {resource_of(path)}"] += 1
         deadline = getattr(self._pass, "deadline", None)
         if method != "GET" and deadline is not None and time.monotonic() > deadline:
             raise StalePass(f"{method} {path} not sent: the pass ran past its time budget")
@@ -250,7 +257,8 @@ class Kube:
         """POST a new object (409 Conflict when it exists already)."""
         meta = manifest["metadata"]
         path = RESOURCES[manifest["kind"]].path(meta["namespace"])
-        result: Manifest = self._call("POST", path, body=manifest)
+        query = [("fieldManager", FIELD_MANAGER)]
+        result: Manifest = self._call("POST", path, body=manifest, query=query)
         self._wrote()
         return result
 
@@ -277,6 +285,21 @@ class Kube:
         if current == meta["annotations"][APPLIED_HASH]:
             return False
         self.apply(stamped)
+        return True
+
+    def create_or_apply(self, manifest: Manifest) -> bool:
+        """Create the object, stamped; when it exists already, :meth:`apply_if_changed`.
+
+        For a child expected not to exist yet (its Deployment does not): one request instead of
+        a read and a write. One that exists (a pass was interrupted after writing it) costs the
+        read, then nothing when it holds this content, so a pass repeated after every single
+        write still progresses. Returns whether anything was written.
+        """
+        stamped = stamp(manifest)
+        try:
+            self.create(stamped)
+        except Conflict:
+            return self.apply_if_changed(stamped)
         return True
 
     def delete(self, kind: str, namespace: str, name: str) -> bool:
@@ -361,6 +384,47 @@ class Kube:
         }
         self._call("POST", RESOURCES["Event"].path(meta["namespace"]), body=body)
         self._wrote()
+
+
+def resource_of(path: str) -> str:
+    """The resource a request path names: ``deployments``, ``modeldeployments/status``.
+
+    ``/api/v1/namespaces/ml/configmaps/x`` is ``configmaps``; a path without a namespace
+    (``/version``, a review) is named by its last segment.
+    """
+    parts = [p for p in path.split("?", 1)[0].split("/") if p]
+    if "namespaces" in parts:
+        rest = parts[parts.index("namespaces") + 2 :]
+        return "/".join([rest[0], *rest[2:3]]) if rest else "namespaces"
+    return parts[-1] if parts else ""
+
+
+def format_counts(counts: collections.Counter[str]) -> str:
+    """``3 GET, 2 PATCH``: counts in name order, for logs and the scale benchmark."""
+    return ", ".join(f"{n} {name}" for name, n in sorted(counts.items())) or "none"
+
+
+def with_siblings(deployment: Manifest, siblings: Sequence[Manifest | str]) -> Manifest:
+    """``deployment`` stamped, carrying :data:`SIBLINGS_HASH` of ``siblings``.
+
+    The siblings are the objects written before the Deployment, in one pass, each time that
+    hash changes: the Deployment goes last, so one carrying the hash proves they were written.
+    Comparing it saves a GET per sibling on every pass that changes the Deployment (a scale
+    step, a first rollout) and a write when they are unchanged. A string stands for an object
+    that must be absent (a deleted autoscaler).
+    """
+    text = json.dumps(list(siblings), sort_keys=True).encode()
+    body = {**deployment, "metadata": dict(deployment["metadata"])}
+    annotations = dict(body["metadata"].get("annotations", {}))
+    annotations[SIBLINGS_HASH] = hashlib.sha256(text).hexdigest()[:16]
+    body["metadata"]["annotations"] = annotations
+    return stamp(body)
+
+
+def siblings_current(live: Manifest | None, deployment: Manifest) -> bool:
+    """Whether ``live`` (the Deployment as cached) already carries ``deployment``'s siblings."""
+    found = (live or {}).get("metadata", {}).get("annotations", {}).get(SIBLINGS_HASH)
+    return found is not None and found == deployment["metadata"]["annotations"][SIBLINGS_HASH]
 
 
 def stamp(manifest: Manifest) -> Manifest:

@@ -10,7 +10,7 @@ import json
 from typing import Protocol
 
 from seaway.api.modeldeployment import ModelDeploymentSpec
-from seaway.k8s.kube import Kube, Manifest
+from seaway.k8s.kube import Kube, Manifest, siblings_current, with_siblings
 from seaway.planning import children
 
 
@@ -46,12 +46,14 @@ class BuiltinRouter:
         document = children.routes(self.md_name, self.namespace, weights, self.spec, mirror)
         name, ns, owner = self.md_name, self.namespace, self.owner
         # The ConfigMap goes last: verify_weights reads it, so once it holds the weights the
-        # router's Deployment and Service exist too, even if a pass was interrupted.
+        # router's Deployment and Service exist too, even if a pass was interrupted. The
+        # Deployment is cached (watched): it tells whether the account and Service before it
+        # are written already (see with_siblings), so a weight change reads nothing.
+        siblings: list[Manifest] = []
         if self.service_account is None:
-            for manifest in children.router_access(md_name=name, namespace=ns, owner=owner):
-                self.kube.apply_if_changed(manifest)
-        self.kube.apply_if_changed(children.router_service(md_name=name, namespace=ns, owner=owner))
-        self.kube.apply_if_changed(
+            siblings += children.router_access(md_name=name, namespace=ns, owner=owner)
+        siblings.append(children.router_service(md_name=name, namespace=ns, owner=owner))
+        deployment = with_siblings(
             children.router_deployment(
                 md_name=name,
                 namespace=ns,
@@ -59,8 +61,15 @@ class BuiltinRouter:
                 image=self.router_image,
                 service_account=self.service_account,
                 feedback_secret=_feedback_secret(self.spec),
-            )
+            ),
+            siblings,
         )
+        live = self.kube.get("Deployment", ns, children.router_name(name))
+        if not siblings_current(live, deployment):
+            write = self.kube.create_or_apply if live is None else self.kube.apply_if_changed
+            for manifest in siblings:
+                write(manifest)
+        self.kube.apply_if_changed(deployment, live)
         self.kube.apply(
             children.router_configmap(md_name=name, namespace=ns, owner=owner, document=document)
         )
