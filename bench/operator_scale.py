@@ -3,15 +3,20 @@
 For each N it starts a fresh local plane (etcd, kube-apiserver, controller manager, scheduler,
 kwok) and ``seaway operator run`` as a separate process, creates N ModelDeployments, and prints:
 
-- seconds until every one has its children and ``Ready=True``;
-- API requests the operator made (its own count, printed when it stops);
-- the operator's peak RSS;
+- seconds until every one has ``Ready=True`` (``ready s``), and until, beyond that, every
+  Deployment Seaway made for them (a server and a router each) is available (``converge s``):
+  the same pods the anchor waits for;
+- API requests the operator made (its own count, printed when it stops), per ModelDeployment,
+  by method and by method and resource;
+- the operator's peak RSS and CPU seconds;
 - writes per minute by anyone to Seaway's objects and children while idle afterwards
-  (from the API server's ``apiserver_request_total``), which should be 0.
+  (from the API server's ``apiserver_request_total``), which should be 0;
+- the machine's load average when the row began and ended (the machine may be shared).
 
 Anchor: on the same plane, before the operator starts, the bench creates as many plain
 Deployments as Seaway will (a server and a router per ModelDeployment) and times until all are
-available: the plane's own speed on this machine. The operator's figure is printed as a ratio.
+available: the plane's own speed on this machine for the same pods. The operator's
+``converge s`` is printed as a ratio to it.
 
     .venv/bin/python bench/operator_scale.py --sizes 100 300 1000
 """
@@ -35,6 +40,7 @@ from kubernetes import client, config
 from seaway import localplane
 from seaway.localplane import binaries
 from seaway.localplane import config as plane_config
+from seaway.planning.children import MD_LABEL
 
 ROOT = Path(__file__).resolve().parents[1]
 WATCHED = {"modeldeployments", "deployments", "services", "configmaps", "horizontalpodautoscalers"}
@@ -64,9 +70,9 @@ def writes(plane: localplane.Plane) -> int:
         labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
         resource, sub = labels.get("resource"), labels.get("subresource", "")
         kcm_status = resource == "deployments" and sub == "status"
-        if resource in WATCHED and sub in ("", "status") and not kcm_status:
-            if labels.get("verb") in WRITE_VERBS:
-                total += int(float(line.rsplit(" ", 1)[1]))
+        ours = resource in WATCHED and sub in ("", "status") and not kcm_status
+        if ours and labels.get("verb") in WRITE_VERBS:
+            total += int(float(line.rsplit(" ", 1)[1]))
     return total
 
 
@@ -109,6 +115,34 @@ def anchor_seconds(api: client.ApiClient, plane: localplane.Plane, count: int) -
     return took
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` so far (from /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load() -> str:
+    return "/".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def per_object(counts: str, n: int) -> str:
+    """``2000 GET, 800 PATCH`` for N objects as ``20.0 GET, 8.0 PATCH`` per object."""
+    parts = []
+    for part in counts.split(", "):
+        number, _, name = part.partition(" ")
+        if number.isdigit():
+            parts.append(f"{int(number) / n:.1f} {name}")
+    return ", ".join(parts) or counts
+
+
+def available(apps: client.AppsV1Api, namespace: str, selector: str) -> int:
+    items = apps.list_namespaced_deployment(namespace, label_selector=selector).items
+    return sum((d.status.available_replicas or 0) >= 1 for d in items)
+
+
 def rss_kb(pid: int) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -120,6 +154,7 @@ def rss_kb(pid: int) -> int:
 
 
 def run(n: int, idle_seconds: float) -> dict[str, float]:
+    loads = load()
     bins = binaries.paths(plane_config.bin_dir(os.environ))
     with tempfile.TemporaryDirectory(prefix="seaway-bench-") as tmp:
         plane = localplane.start(Path(tmp), name="bench", bins=bins)
@@ -138,12 +173,24 @@ def run(n: int, idle_seconds: float) -> dict[str, float]:
             anchor = anchor_seconds(api, plane, 2 * n)
             time.sleep(3)
             began = time.monotonic()
+
+            def create(i: int) -> None:
+                custom.create_namespaced_custom_object(
+                    "seaway.dev", "v1alpha1", "default", "modeldeployments", md(i)
+                )
+
             with ThreadPoolExecutor(16) as pool:
-                list(pool.map(lambda i: custom.create_namespaced_custom_object(
-                    "seaway.dev", "v1alpha1", "default", "modeldeployments", md(i)), range(n)))  # fmt: skip
+                list(pool.map(create, range(n)))
             deadline = began + max(300.0, n * 1.0)
-            ready = 0
+            ready, ready_at, pods = 0, None, 0
+            apps = client.AppsV1Api(api)
             while time.monotonic() < deadline:
+                if ready_at is not None:
+                    pods = available(apps, "default", MD_LABEL)
+                    if pods == 2 * n:
+                        break
+                    time.sleep(1)
+                    continue
                 items = custom.list_namespaced_custom_object(
                     "seaway.dev", "v1alpha1", "default", "modeldeployments"
                 )["items"]
@@ -153,25 +200,36 @@ def run(n: int, idle_seconds: float) -> dict[str, float]:
                     for i in items
                 )  # fmt: skip
                 if ready == n:
-                    break
+                    ready_at = time.monotonic() - began
+                    continue
                 time.sleep(1)
             converged = time.monotonic() - began
+            cpu = cpu_seconds(operator.pid)
             before = writes(plane)
             time.sleep(idle_seconds)
             idle = writes(plane) - before
             peak = rss_kb(operator.pid)
             operator.send_signal(signal.SIGTERM)
             operator.wait(timeout=60)
-            requests = re.findall(r"API requests: (.*)", log.read_text())
+            found = re.findall(r"API requests: ([^;\n]*)(?:; by kind: (.*))?", log.read_text())
+            methods, kinds = found[-1] if found else ("?", "?")
+            total = sum(int(p.split()[0]) for p in methods.split(", ") if p[:1].isdigit())
             return {
                 "n": n,
+                "ready_s": round(ready_at, 1) if ready_at is not None else None,
                 "converge_s": round(converged, 1),
                 "ready": ready,
+                "available": pods,
                 "anchor_s": round(anchor, 1),
                 "ratio_to_anchor": round(converged / anchor, 2),
-                "operator_requests": requests[-1] if requests else "?",
+                "requests_per_md": round(total / n, 1),
+                "per_md": per_object(methods, n),
+                "per_md_by_kind": per_object(kinds, n),
+                "operator_requests": methods,
                 "rss_mb": round(peak / 1024),
+                "cpu_s": round(cpu, 1),
                 "idle_writes_per_min": round(idle * 60 / idle_seconds, 1),
+                "load": f"{loads} -> {load()}",
             }
         finally:
             if operator is not None and operator.poll() is None:
@@ -191,15 +249,18 @@ def main() -> None:
         print(f"[bench] {json.dumps(row)}", file=sys.stderr, flush=True)
         rows.append(row)
     print(
-        f"{'N':>5} {'converge s':>11} {'anchor s':>9} {'ratio':>6} {'ready':>6} {'RSS MB':>7}"
-        f" {'idle w/min':>11}  operator requests"
+        f"{'N':>5} {'ready s':>8} {'converge s':>11} {'anchor s':>9} {'ratio':>6} {'ready':>6}"
+        f" {'RSS MB':>7} {'CPU s':>6} {'idle w/min':>11} {'req/MD':>7}  load (1/5/15 min)"
     )
     for r in rows:
         print(
-            f"{r['n']:>5} {r['converge_s']:>11} {r['anchor_s']:>9} {r['ratio_to_anchor']:>6}"
-            f" {r['ready']:>6} {r['rss_mb']:>7} {r['idle_writes_per_min']:>11}"
-            f"  {r['operator_requests']}"
+            f"{r['n']:>5} {r['ready_s']!s:>8} {r['converge_s']:>11} {r['anchor_s']:>9}"
+            f" {r['ratio_to_anchor']:>6} {r['ready']:>6} {r['rss_mb']:>7} {r['cpu_s']:>6}"
+            f" {r['idle_writes_per_min']:>11} {r['requests_per_md']:>7}  {r['load']}"
         )
+    for r in rows:
+        print(f"N={r['n']} requests per ModelDeployment: {r['per_md']}")
+        print(f"    by resource: {r['per_md_by_kind']}")
 
 
 if __name__ == "__main__":
