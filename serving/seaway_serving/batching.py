@@ -23,8 +23,9 @@ How, in the event loop's thread:
   holds the loop (a bare endpoint, which predicts inline, was that much faster at one client).
   "Lone" means the last batch held one request and no other request was predicted this way in
   the same turn of the loop: requests read together (concurrent clients, or pipelining) go
-  through the queue, so the first of a burst is the only one answered alone. Concurrent
-  requests go to workers;
+  through the queue, so the first of a burst is the only one answered alone. What is counted
+  about a call (``observe``: metrics, the drift window) then runs in the loop's next turn, after
+  the answer was written. Concurrent requests go to workers;
 * the worker threads run ``predict`` on the concatenated rows off the event loop, which keeps
   accepting and parsing; results are sliced back by row offsets. If a merged call fails, each
   request is retried alone so one bad request cannot fail its neighbours.
@@ -44,6 +45,7 @@ import numpy as np
 
 Outputs = dict[str, np.ndarray]
 PredictFn = Callable[[np.ndarray, frozenset[str]], Outputs]
+ObserveFn = Callable[[np.ndarray, Outputs], None]
 
 
 class Overloaded(Exception):
@@ -67,8 +69,9 @@ class Batcher:
     def __init__(self, predict: PredictFn, *, loop: asyncio.AbstractEventLoop,
                  max_batch_size: int = 64, max_wait_s: float = 0.001, max_queue: int = 256,
                  workers: int = 1, split_large: bool = False,
-                 inline_max_s: float = 0.001) -> None:
+                 inline_max_s: float = 0.001, observe: ObserveFn | None = None) -> None:
         self._predict = predict
+        self._observe = observe
         self._loop = loop
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_s
@@ -114,7 +117,7 @@ class Batcher:
             self._inline_turn = True
             self._loop.call_soon(self._end_inline_turn)
             self.inline_predicts += 1
-            result = self._call(x, frozenset(outputs))
+            result = self._call(x, frozenset(outputs), on_loop=True)
             if isinstance(result, BaseException):
                 fut.set_exception(result)
             else:
@@ -165,7 +168,7 @@ class Batcher:
             self._last_batch_requests = len(batch.items)
             if (len(batch.items) == 1 and not self._pending and not self._in_flight
                     and self._call_s < self.inline_max_s):
-                batch.results = self._run(batch.items)
+                batch.results = self._run(batch.items, on_loop=True)
                 self._settle(batch)
                 continue
             self._idle -= 1
@@ -215,20 +218,20 @@ class Batcher:
     # ------------------------------------------------------------------ worker side
     def _worker(self) -> None:
         while (batch := self._work.get()) is not None:
-            batch.results = self._run(batch.items)
+            batch.results = self._run(batch.items, on_loop=False)
             try:
                 self._loop.call_soon_threadsafe(self._done, batch)
             except RuntimeError:  # loop closed during shutdown
                 return
 
-    def _run(self, items: list[_Item]) -> list[Outputs | BaseException]:
+    def _run(self, items: list[_Item], on_loop: bool) -> list[Outputs | BaseException]:
         wanted = frozenset().union(*(i.outputs for i in items))
         if len(items) == 1:
-            return [self._call(items[0].x, wanted)]
+            return [self._call(items[0].x, wanted, on_loop)]
         x = np.concatenate([i.x for i in items])
-        merged = self._call(x, wanted)
+        merged = self._call(x, wanted, on_loop)
         if isinstance(merged, BaseException):
-            return [self._call(i.x, i.outputs) for i in items]
+            return [self._call(i.x, i.outputs, on_loop) for i in items]
         results: list[Outputs | BaseException] = []
         start = 0
         for item in items:
@@ -237,16 +240,15 @@ class Batcher:
             start = stop
         return results
 
-    def _call(self, x: np.ndarray, wanted: frozenset[str]) -> Outputs | BaseException:
+    def _call(self, x: np.ndarray, wanted: frozenset[str],
+              on_loop: bool) -> Outputs | BaseException:
         t0 = time.perf_counter()
         try:
             if self.split_large and x.shape[0] > self.max_batch_size:
-                parts = [self._predict(x[i:i + self.max_batch_size], wanted)
+                parts = [self._predict_one_call(x[i:i + self.max_batch_size], wanted, on_loop)
                          for i in range(0, x.shape[0], self.max_batch_size)]
-                out = {k: np.concatenate([p[k] for p in parts]) for k in wanted}
-            else:
-                out = self._predict(x, wanted)
-            return out
+                return {k: np.concatenate([p[k] for p in parts]) for k in wanted}
+            return self._predict_one_call(x, wanted, on_loop)
         except Exception as exc:
             return exc
         finally:
@@ -255,3 +257,11 @@ class Batcher:
             took = min(time.perf_counter() - t0, 2 * self.inline_max_s)
             self._call_s += 0.2 * (took - self._call_s)
 
+    def _predict_one_call(self, x: np.ndarray, wanted: frozenset[str], on_loop: bool) -> Outputs:
+        out = self._predict(x, wanted)
+        if self._observe is not None:
+            if on_loop:  # after the answer: the caller writes it in this same turn
+                self._loop.call_soon(self._observe, x, out)
+            else:
+                self._observe(x, out)
+        return out

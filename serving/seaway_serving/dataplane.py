@@ -74,7 +74,8 @@ class DataPlane:
         s = self.settings
         self.batcher = Batcher(self._predict, loop=loop, max_batch_size=s.max_batch_size,
                                max_wait_s=s.max_batch_wait_ms / 1000, max_queue=s.max_queue,
-                               workers=s.predict_workers, split_large=s.split_large_requests)
+                               workers=s.predict_workers, split_large=s.split_large_requests,
+                               observe=self._observe)
         batcher = self.batcher
         import sklearn
 
@@ -174,5 +175,8 @@ class DataPlane:
         out: Outputs = {"predict": pred}
         if proba is not None:
             out["predict_proba"] = proba
-        self.metrics.observe_batch(x, pred)
         return out
+
+    def _observe(self, x: np.ndarray, out: Outputs) -> None:
+        """After each successful predict call: in the worker, or after a lone answer."""
+        self.metrics.observe_batch(x, out["predict"])

@@ -78,7 +78,13 @@ async def _lone_requests() -> None:
             raise ValueError("negative input")
         return {"predict": x[:, 0] * 10}
 
-    batcher = Batcher(predict, loop=loop, max_batch_size=8, max_wait_s=0, inline_max_s=0.01)
+    observed: list[float] = []
+
+    def observe(x: np.ndarray, out: Outputs) -> None:
+        observed.extend(x[:, 0].tolist())
+
+    batcher = Batcher(predict, loop=loop, max_batch_size=8, max_wait_s=0, inline_max_s=0.01,
+                      observe=observe)
     try:
         # one client: predicted on the loop's own thread inside submit, no hand-off: the
         # future is done before the loop runs again, so no batch window can have been waited
@@ -89,15 +95,19 @@ async def _lone_requests() -> None:
                 assert fut.result()["predict"].tolist() == [v * 10]
             except ValueError as exc:
                 assert v == -1 and "negative input" in str(exc)
+            if v == 1:  # counted only in the next turn, after the answer went out
+                assert observed == []
             await asyncio.sleep(0)  # the client's next request comes in a later turn
         assert threads == ["MainThread"] * 3
         assert batcher.inline_predicts == 3
+        assert observed == [1, 2]  # a failed call is not counted
         # requests read in one turn of the loop: the first is answered at once, the others
         # wait for the turn's end and go together, as one batch, to a worker
         futs = [batcher.submit(rows(v), ["predict"]) for v in (3, 4, 5)]
         assert [f.done() for f in futs] == [True, False, False]
         assert [(await f)["predict"].tolist() for f in futs] == [[30.0], [40.0], [50.0]]
         assert threads[3] == "MainThread" and threads[4].startswith("seaway-predict-")
+        assert observed == [1, 2, 3, 4, 5]  # the worker counted its batch before answering
         assert batcher.inline_predicts == 4
         # after a batch of several, the next request is not taken for a lone one: it queues
         fut = batcher.submit(rows(6), ["predict"])
