@@ -310,6 +310,28 @@ def test_waits_for_a_model_then_creates_the_job_once_and_follows_it_to_success()
     assert (sim.status.to_wire(), len(sim.events), len(sim.notifications)) == before
 
 
+def test_a_completed_job_waits_briefly_for_every_indexs_message_before_its_rows_are_final() -> None:
+    sim = Sim(spec())
+    sim.step(scoring.Observation(job=None, model=resolved()))
+    sim.now = datetime(2026, 11, 30, 9, 1, 21, tzinfo=UTC)
+    done = job("0-2", "Complete", completionTime="2026-11-30T09:01:20Z")
+    two = [scoring.Attempt(i, 0, report(i, [i, i + 3], 300)) for i in range(2)]
+    early = sim.step(scoring.Observation(job=done, attempts=two))
+    assert scoring.state_of(sim.status) == "Running" and early.requeue_after == 1.0
+    assert "waiting for 1 scorer message" in sim.condition("Complete")[2]  # type: ignore[index]
+    assert sim.notifications == []
+    three = [*two, scoring.Attempt(2, 0, report(2, [2, 5], 300))]
+    sim.step(scoring.Observation(job=done, attempts=three), after=1)
+    assert scoring.state_of(sim.status) == "Succeeded" and sim.status.rows_scored == 900
+    # a message that never comes (its pod deleted since) is given up after the grace
+    late = Sim(spec())
+    late.step(scoring.Observation(job=None, model=resolved()))
+    late.now = datetime(2026, 11, 30, 9, 1, 20, tzinfo=UTC) + timedelta(
+        seconds=scoring.MESSAGE_GRACE_SECONDS + 1)
+    late.step(scoring.Observation(job=done, attempts=two))
+    assert scoring.state_of(late.status) == "Succeeded" and late.status.rows_scored == 600
+
+
 def test_a_refused_model_fails_the_job_with_the_scorers_reason_and_message() -> None:
     sim = Sim(spec())
     sim.step(scoring.Observation(job=None, model=resolved()))

@@ -413,10 +413,16 @@ class Progress:
     rows: int
     #: The scorer's failure (reason, message) to show, most telling first.
     failure: tuple[str, str] | None
+    #: Indexes with a succeeded attempt's message.
+    succeeded: frozenset[int] = frozenset()
 
 
 def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+#: How long a succeeded Job waits for its pods' termination messages before it is reported.
+MESSAGE_GRACE_SECONDS = 30.0
 
 
 def aggregate(attempts: list[Attempt], shards: int | None = None) -> Progress:
@@ -464,7 +470,12 @@ def aggregate(attempts: list[Attempt], shards: int | None = None) -> Progress:
         else:
             rows += sum(_int(r.get("rows")) for r in reports)
     failure = max(failures, key=lambda f: (f[0], f[1]))[2] if failures else None
-    return Progress(units_total=total, units_done=len(units), rows=rows, failure=failure)
+    succeeded = frozenset(
+        i for i, reports in by_index.items()
+        if i is not None and any(r.get("reason") == "Succeeded" for r in reports)
+    )  # fmt: skip
+    return Progress(units_total=total, units_done=len(units), rows=rows, failure=failure,
+                    succeeded=succeeded)  # fmt: skip
 
 
 def job_outcome(job: Manifest) -> tuple[Literal["Running", "Succeeded", "Failed"], str, str]:
@@ -608,6 +619,17 @@ def plan(
         result.requeue_after = 10.0
         return result
     finished = job_status.get("completionTime") or now_s
+    unseen = shards - len(progress.succeeded)
+    if state == "Succeeded" and unseen > 0 and (now - parse_time(finished)).total_seconds() < (
+        MESSAGE_GRACE_SECONDS
+    ):
+        # the Job counted an index whose pod's message this read did not hold yet: the rows
+        # are final only with every index's message (given up after the grace, e.g. a pod
+        # deleted since)
+        text = f"{done} of {shards} shard(s) done; waiting for {unseen} scorer message(s)"
+        condition(COMPLETE, "False", "Running", text)
+        result.requeue_after = 1.0
+        return result
     st.completed_at = finished
     st.rows_per_second = rate(progress.rows, st.started_at, parse_time(finished))
     if state == "Succeeded":
