@@ -74,6 +74,22 @@ RESTRICTED_CONTAINER = {
 }
 
 
+def restricted_pod_spec(container: Manifest, **extra: Any) -> Manifest:
+    """A Pod spec of one container that Pod Security "restricted" admits, with a writable
+    ``/tmp`` volume (the root filesystem is read-only) and no API token or service links."""
+    return {
+        **extra,
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": [{"name": "tmp", "emptyDir": {}}],
+    }
+
+
 def pod_template(
     *, md_name: str, number: int, model: ResolvedModel, server: Server
 ) -> Manifest:
@@ -132,16 +148,7 @@ def pod_template(
         template_meta["annotations"] = dict(server.pod_annotations)
     return {
         "metadata": template_meta,
-        "spec": {
-            "automountServiceAccountToken": False,
-            "enableServiceLinks": False,
-            "securityContext": {
-                "runAsNonRoot": True,
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
-            "containers": [container],
-            "volumes": [{"name": "tmp", "emptyDir": {}}],
-        },
+        "spec": restricted_pod_spec(container),
     }
 
 

@@ -25,7 +25,7 @@ from seaway.api.retrainjob import (
     RetrainJobStatus,
     RunStatus,
 )
-from seaway.planning.children import RESTRICTED_CONTAINER
+from seaway.planning.children import RESTRICTED_CONTAINER, restricted_pod_spec
 from seaway.planning.durations import format_time, parse_time
 from seaway.planning.rollout import Event
 from seaway_serving import contract
@@ -539,17 +539,7 @@ def training_job(
             "activeDeadlineSeconds": spec.active_deadline_seconds,
             "template": {
                 "metadata": {"labels": labels},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "automountServiceAccountToken": False,
-                    "enableServiceLinks": False,
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
-                    "containers": [container],
-                    "volumes": [{"name": "tmp", "emptyDir": {}}],
-                },
+                "spec": restricted_pod_spec(container, restartPolicy="Never"),
             },
         },
     }

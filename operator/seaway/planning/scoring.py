@@ -22,7 +22,7 @@ from typing import Any, Literal
 from seaway import conditions
 from seaway.api.common import API_VERSION
 from seaway.api.scoringjob import FrozenModel, ScoringJobSpec, ScoringJobStatus
-from seaway.planning.children import RESTRICTED_CONTAINER
+from seaway.planning.children import RESTRICTED_CONTAINER, restricted_pod_spec
 from seaway.planning.durations import format_time, parse_time
 from seaway.planning.revisions import redact_uri
 from seaway.planning.rollout import Event
@@ -330,17 +330,7 @@ def scoring_job(
             },
             "template": {
                 "metadata": {"labels": labels},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "automountServiceAccountToken": False,
-                    "enableServiceLinks": False,
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
-                    "containers": [container],
-                    "volumes": [{"name": "tmp", "emptyDir": {}}],
-                },
+                "spec": restricted_pod_spec(container, restartPolicy="Never"),
             },
         },
     }
