@@ -333,13 +333,23 @@ class _S3Getter(_Getter):
     def request(self, url: str) -> urllib.request.Request:
         req = urllib.request.Request(url, method="GET")
         if self.access_key and self.secret_key:
-            for name, value in sign_v4(
-                "GET", url, region=self.region, service="s3", access_key=self.access_key,
-                secret_key=self.secret_key, session_token=self.token,
-                now=dt.datetime.now(dt.UTC),
-            ).items():
-                req.add_header(name, value)
+            self.sign(req, "GET", url)
         return req
+
+    def sign(self, req: urllib.request.Request, method: str, url: str,
+             payload_sha256: str | None = None) -> None:
+        """Add Signature Version 4 headers (with these credentials) to ``req``; without keys,
+        only the payload hash some stores require of a write."""
+        if not (self.access_key and self.secret_key):
+            if payload_sha256:
+                req.add_header("x-amz-content-sha256", payload_sha256)
+            return
+        for name, value in sign_v4(
+            method, url, region=self.region, service="s3", access_key=self.access_key,
+            secret_key=self.secret_key, session_token=self.token, now=dt.datetime.now(dt.UTC),
+            payload_sha256=payload_sha256 or EMPTY_SHA256,
+        ).items():
+            req.add_header(name, value)
 
 
 def sign_v4(method: str, url: str, *, region: str, service: str, access_key: str,

@@ -14,7 +14,6 @@ S3 requests are signed with the server's SigV4 code (``sources.sign_v4``) from t
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import hashlib
 import io
 import os
@@ -106,16 +105,7 @@ class S3:
             if method in ("PUT", "POST"):
                 req.add_header("Content-Length", str(len(body)))
                 req.add_header("Content-Type", "application/octet-stream")
-            store = self._store
-            if store.access_key and store.secret_key:
-                for name, value in sources.sign_v4(
-                    method, url, region=store.region, service="s3", access_key=store.access_key,
-                    secret_key=store.secret_key, session_token=store.token,
-                    now=dt.datetime.now(dt.UTC), payload_sha256=payload,
-                ).items():
-                    req.add_header(name, value)
-            else:
-                req.add_header("x-amz-content-sha256", payload)
+            self._store.sign(req, method, url, payload)
             try:
                 with sources.open_url(req, timeout=self.timeout_s) as resp:
                     return resp.status, dict(resp.headers.items()), resp.read()

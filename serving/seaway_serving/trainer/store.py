@@ -13,7 +13,6 @@ the manifest finds the model it names, and ``train-result.json`` marks a finishe
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import os
 import tempfile
@@ -172,15 +171,7 @@ def _put(url: str, data: bytes, store: sources._S3Getter, limits: sources.Limits
         # urllib would send form encoding, which some stores parse (and so lose) as a form
         req.add_header("Content-Type", "application/json" if url.endswith(".json")
                        else "application/octet-stream")
-        if store.access_key and store.secret_key:
-            for header, value in sources.sign_v4(
-                "PUT", url, region=store.region, service="s3", access_key=store.access_key,
-                secret_key=store.secret_key, session_token=store.token,
-                now=dt.datetime.now(dt.UTC), payload_sha256=payload,
-            ).items():
-                req.add_header(header, value)
-        else:
-            req.add_header("x-amz-content-sha256", payload)
+        store.sign(req, "PUT", url, payload)
         try:
             with sources.open_url(req, timeout=limits.timeout_s) as resp:
                 resp.read()
