@@ -30,6 +30,13 @@ each other); create them apart, e.g.:
 Needs ``wrk`` (Debian: apt-get install wrk). Usage:
 
     .venv/bin/python bench/serving.py --duration 5 --out bench-results.json
+
+``--paired N`` measures one client only, for issue 17's "no added latency" goal, in a way a busy
+machine disturbs less: all configs of a model are up at once and ``wrk -c1`` runs 1 s on each in
+turn (in a shuffled order), N rounds; it prints the median p50 and server CPU per request of
+each config and, per round, the ratio of each config's p50 to the first config's:
+
+    .venv/bin/python bench/serving.py --paired 20 --configs bare,seaway --models logreg,pipeline
 """
 
 from __future__ import annotations
@@ -39,9 +46,11 @@ import contextlib
 import http.client
 import json
 import os
+import random
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -306,6 +315,52 @@ def run_one(config: str, name: str, work: Path, args: argparse.Namespace,
     return rec
 
 
+def paired(configs: list[str], names: list[str], work: Path, args: argparse.Namespace,
+           expected: dict[str, Any]) -> None:
+    """One-client rounds with every config up at once; ratios against the first config."""
+    rnd = random.Random(0)
+    for name in names:
+        runs = {config: start(config, name, work, args) for config in configs}
+        try:
+            for config, run in runs.items():
+                wait_ready(run, name)
+                status, body = http_call(run.port, "POST", f"/v2/models/{name}/infer",
+                                         (work / "payload.json").read_bytes(), timeout=30)
+                if status != 200 or not same_answer(json.loads(body)["outputs"][0]["data"][0],
+                                                    expected[name]):
+                    raise SystemExit(f"{config} {name}: wrong answer: {status} {body[:200]!r}")
+                wrk(run.port, name, 1, args.warmup, work)
+            p50: dict[str, list[float]] = {c: [] for c in configs}
+            cpu: dict[str, list[float]] = {c: [] for c in configs}
+            for i in range(args.paired):
+                order = list(configs)
+                rnd.shuffle(order)
+                for config in order:
+                    pid = runs[config].proc.pid
+                    cpu0 = tree_cpu_s(pid)
+                    r = wrk(runs[config].port, name, 1, 1, work)
+                    cpu[config].append((tree_cpu_s(pid) - cpu0) / max(1, r["requests"]) * 1e6)
+                    p50[config].append(r["p50_us"])
+                print(f"  {name} round {i + 1}/{args.paired}: " + ", ".join(
+                    f"{c} {p50[c][-1]:.0f} µs" for c in configs), flush=True)
+        finally:
+            for run in runs.values():
+                stop(run)
+        anchor = configs[0]
+        print(f"{name}: median p50 / server CPU per request over {args.paired} rounds of 1 s:")
+        for c in configs:
+            line = (f"  {c:17s} {statistics.median(p50[c]):6.0f} µs  "
+                    f"{statistics.median(cpu[c]):6.0f} µs/req")
+            if c != anchor:
+                ratios_ = sorted(a / b for a, b in zip(p50[c], p50[anchor], strict=True))
+                q1, q3 = ratios_[len(ratios_) // 4], ratios_[(3 * len(ratios_)) // 4]
+                within = sum(x <= 1.05 for x in ratios_)
+                line += (f"  p50 / {anchor}'s per round: median {statistics.median(ratios_):.2f}x"
+                         f" (quartiles {q1:.2f}-{q3:.2f}x), within +5% in {within}/"
+                         f"{len(ratios_)} rounds")
+            print(line, flush=True)
+
+
 def table(results: list[dict[str, Any]], conns: list[int]) -> str:
     rows = ["| server | model | conc. | req/s | p50 ms | p99 ms | server CPU µs/req | "
             "RSS MiB | ready s |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -399,6 +454,8 @@ def main() -> None:
     ap.add_argument("--kserve-venv", type=Path,
                     default=Path.home() / ".cache" / "seaway" / "kserve-bench-venv")
     ap.add_argument("--out", type=Path, help="Also write the raw results here (JSON)")
+    ap.add_argument("--paired", type=int, default=0, metavar="ROUNDS",
+                    help="One-client paired rounds instead of the table (see above)")
     args = ap.parse_args()
     args.conns = [int(c) for c in args.conns.split(",")]
     configs = args.configs.split(",")
@@ -420,9 +477,19 @@ def main() -> None:
     if "kserve" in configs and not (args.kserve_venv / "bin" / "python").exists():
         problems.append(f"no KServe in {args.kserve_venv} (--kserve-venv); see this "
                         "script's docstring, or leave it out with --configs")
+    if args.paired < 0 or (args.paired and len(configs) < 2):
+        problems.append("--paired needs a positive number of rounds and at least two configs")
     if problems:
         raise SystemExit("\n".join(problems))
     before = machine()
+    if args.paired:
+        with tempfile.TemporaryDirectory(prefix="seaway-bench-") as tmp:
+            work = Path(tmp)
+            expected = prepare(work, names)
+            paired(configs, names, work, args, expected)
+        print(f"{len(os.sched_getaffinity(0))} usable cores; before the run {before}; after it "
+              f"{machine()}")
+        return
     with tempfile.TemporaryDirectory(prefix="seaway-bench-") as tmp:
         work = Path(tmp)
         expected = prepare(work, names)
