@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 from collections.abc import Hashable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -90,16 +92,21 @@ async def start(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: Any) -> N
         summary.KIND: summary.reconcile,
     }
 
+    workers = settings.execution.max_workers or 8
+    # Passes get threads of their own: asyncio's default pool has cpu_count + 4 threads (6 on
+    # two cores), fewer than the workers, and the Lease renewal needs one even when every
+    # pass waits on the API server.
+    pool = memo["pool"] = ThreadPoolExecutor(workers, thread_name_prefix="seaway-pass")
+
     async def work(key: Hashable) -> float | None:
         assert isinstance(key, tuple)
         kind: str = key[0]
         namespace: str = key[1]
         name: str = key[2]
-        return await asyncio.to_thread(reconcilers[kind], kube, namespace, name, md_settings)
+        run = functools.partial(reconcilers[kind], kube, namespace, name, md_settings)
+        return await asyncio.get_running_loop().run_in_executor(pool, run)
 
-    queue = WorkQueue(
-        work, concurrency=settings.execution.max_workers or 8, transient=(Unavailable, StalePass)
-    )
+    queue = WorkQueue(work, concurrency=workers, transient=(Unavailable, StalePass))
     memo["queue"] = queue
     memo["kube"] = kube
     if os.environ.get(LEADER_ELECT_ENV, "").lower() in ("1", "true", "yes"):
@@ -168,12 +175,13 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     queue = memo.get("queue")
     if queue is not None:
         await queue.stop()
+        memo["pool"].shutdown(wait=False)
         kube = memo["kube"]
         logger.info(
             "Stopped after %d passes; API requests: %s; by kind: %s",
             queue.passes,
             format_counts(kube.requests),
-            format_counts(kube.requests_by_kind),
+            format_counts(kube.requests_by_kind, kube.seconds_by_kind),
         )
 
 

@@ -113,6 +113,7 @@ class CachedKube(Kube):
         super().__init__(kube.api)
         self.requests = kube.requests
         self.requests_by_kind = kube.requests_by_kind
+        self.seconds_by_kind = kube.seconds_by_kind
         self.outage = kube.outage  # the requests go through ``kube``: so do their reports
         self._pass = kube._pass
         self._fence = kube._fence
