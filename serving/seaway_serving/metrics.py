@@ -211,9 +211,9 @@ class ServingMetrics:
         self.ready = Gauge("seaway_model_ready", "1 when the model is loaded, self-checked "
                            "and ready", registry=r)
         self.predict_path = Gauge("seaway_predict_path", "How the model predicts (value 1): "
-                                  "fast-trees (the tree fast path, proven bitwise equal to the "
-                                  "estimator at load) or estimator", [*labels, "path"],
-                                  registry=r)
+                                  "fast-trees or fast-linear (the tree or linear fast path, "
+                                  "proven bitwise equal to the estimator at load) or estimator",
+                                  [*labels, "path"], registry=r)
         self._by_code: dict[int, tuple[Any, Any]] = {}
         self._labels: tuple[str, str] | None = None
         self.drift: DriftWindow | None = None

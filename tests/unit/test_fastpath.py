@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 from sklearn import ensemble
 from sklearn.linear_model import LogisticRegression
+from sklearn.neighbors import KNeighborsClassifier
 from threadpoolctl import threadpool_limits
 
 from seaway_serving import fastpath
@@ -261,7 +262,7 @@ def test_unsupported_models_keep_the_estimator() -> None:
     x, y = dataset(rng, True, nan=False)
     cat = np.column_stack([rng.integers(0, 3, len(x)), x[:, :1]])
     unsupported = [
-        LogisticRegression().fit(x, y),
+        KNeighborsClassifier().fit(x, y),
         ensemble.GradientBoostingClassifier(
             n_estimators=3, init=LogisticRegression()).fit(x, y),
         ensemble.HistGradientBoostingClassifier(max_iter=3, categorical_features=[0]).fit(
