@@ -45,7 +45,7 @@ class Served:
     revision: str
     spec: protocol.InputSpec
     output_types: dict[str, str]
-    #: The tree fast path or the estimator (see fastpath.py and loader.choose_predictor).
+    #: A fast path (trees, linear models) or the estimator (fastpath.py, loader.choose_predictor).
     predictor: fastpath.Predictor
 
 

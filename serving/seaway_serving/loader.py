@@ -249,8 +249,8 @@ def load_file(path: Path, policy: Policy) -> LoadedModel:
 
 
 def choose_predictor(model: LoadedModel) -> LoadedModel:
-    """The model with its predictor: the tree fast path if it is bitwise equal to the estimator
-    on the manifest's sample rows (see fastpath.py), else the estimator itself.
+    """The model with its predictor: a fast path (trees, linear models) if it is bitwise equal to
+    the estimator on the manifest's sample rows (see fastpath.py), else the estimator itself.
 
     Apart from :func:`load` because it costs a few predict calls of the estimator, which a caller
     that only verifies a bundle does not need.
