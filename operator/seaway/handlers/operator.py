@@ -194,8 +194,8 @@ async def on_model_deployment(
     if type == "DELETED":
         memo["store"].delete("ModelDeployment", namespace or "", name)
         return
-    if memo["store"].put("ModelDeployment", event["object"]):  # else the echo of our write
-        memo["queue"].add(("ModelDeployment", namespace, name))
+    memo["store"].put("ModelDeployment", event["object"])
+    memo["queue"].add(("ModelDeployment", namespace, name))
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={children.MD_LABEL: kopf.PRESENT})
