@@ -330,6 +330,8 @@ def test_a_completed_job_waits_briefly_for_every_indexs_message_before_its_rows_
         seconds=scoring.MESSAGE_GRACE_SECONDS + 1)
     late.step(scoring.Observation(job=done, attempts=two))
     assert scoring.state_of(late.status) == "Succeeded" and late.status.rows_scored == 600
+    assert "rows of 1 shard(s) whose pods were deleted" in late.condition("Complete")[2]  # type: ignore[index]
+    assert "deleted" not in sim.condition("Complete")[2]  # type: ignore[index]
 
 
 def test_a_refused_model_fails_the_job_with_the_scorers_reason_and_message() -> None:

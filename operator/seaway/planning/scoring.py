@@ -628,6 +628,11 @@ def plan(
             f"Scored {progress.rows} row(s) in {shards} shard(s)"
             f" ({st.rows_per_second or 0} rows/s) into {spec.output.uri}"
         )
+        if unseen > 0:
+            text += (
+                f"; the rows of {unseen} shard(s) whose pods were deleted before their messages"
+                " were read are not counted here (the output's _manifest.json counts every row)"
+            )
         condition(COMPLETE, "True", "Succeeded", text)
         condition(FAILED, "False", "Succeeded", "")
         if before != "Succeeded":
