@@ -119,11 +119,7 @@ KINDS = (
             {"name": "Shards", "type": "string", "jsonPath": ".status.shards"},
             {"name": "Rows", "type": "integer", "jsonPath": ".status.rowsScored"},
             _ready("Complete", "Complete"),
-            {
-                "name": "Reason",
-                "type": "string",
-                "jsonPath": '.status.conditions[?(@.type=="Complete")].reason',
-            },
+            _reason("Complete"),
             AGE,
         ),
         list_map_keys={"conditions": ("type",)},

@@ -112,8 +112,7 @@ class Batcher:
     def submit(self, x: np.ndarray, outputs: Sequence[str]) -> asyncio.Future[Outputs]:
         """A future of the request's outputs; already done when it was predicted right here."""
         fut: asyncio.Future[Outputs] = self._loop.create_future()
-        if (self._last_batch_requests == 1 and not self._pending and not self._in_flight
-                and not self._inline_turn and self._call_s < self.inline_max_s):
+        if self._last_batch_requests == 1 and not self._inline_turn and self._alone():
             self._inline_turn = True
             self._loop.call_soon(self._end_inline_turn)
             self.inline_predicts += 1
@@ -136,6 +135,11 @@ class Batcher:
             else:
                 self._schedule_dispatch()
         return fut
+
+    def _alone(self) -> bool:
+        """Nothing queued or in flight, and the model's recent calls fast enough to predict on
+        the loop's thread."""
+        return not self._pending and not self._in_flight and self._call_s < self.inline_max_s
 
     def _end_inline_turn(self) -> None:
         self._inline_turn = False
@@ -166,8 +170,7 @@ class Batcher:
             if batch is None:
                 return
             self._last_batch_requests = len(batch.items)
-            if (len(batch.items) == 1 and not self._pending and not self._in_flight
-                    and self._call_s < self.inline_max_s):
+            if len(batch.items) == 1 and self._alone():
                 batch.results = self._run(batch.items, on_loop=True)
                 self._settle(batch)
                 continue
