@@ -41,8 +41,7 @@ def resolve(kube: Kube, sj: ScoringJob, settings: Settings) -> scoring.Model | s
     number = scoring.pick_revision(md.get("status") or {}, md_name=md_name, wanted=ref.revision)
     if isinstance(number, scoring.Unresolved):
         return number
-    record = kube.get("ControllerRevision", ns, children.revision_name(md_name, number))
-    template = children.recorded_template(record) if record is not None else None
+    template = _frozen_template(kube, ns, md_name, number)
     if template is None:
         return scoring.Unresolved(
             "RevisionNotFound",
@@ -52,6 +51,12 @@ def resolve(kube: Kube, sj: ScoringJob, settings: Settings) -> scoring.Model | s
     return scoring.model_from_template(template, md_name=md_name, revision=number)
 
 
+def _frozen_template(kube: Kube, namespace: str, md_name: str, number: int) -> Manifest | None:
+    """The Pod template recorded for a revision (its ControllerRevision), or None."""
+    record = kube.get("ControllerRevision", namespace, children.revision_name(md_name, number))
+    return children.recorded_template(record) if record is not None else None
+
+
 def _stable_image(kube: Kube, namespace: str, md_name: str) -> str | None:
     """The image of a ModelDeployment's stable revision: a promoted bundle is scored in the
     image that serves it."""
@@ -59,8 +64,7 @@ def _stable_image(kube: Kube, namespace: str, md_name: str) -> str | None:
     stable = ((md or {}).get("status") or {}).get("stableRevision")
     if not isinstance(stable, int):
         return None
-    record = kube.get("ControllerRevision", namespace, children.revision_name(md_name, stable))
-    template = children.recorded_template(record) if record is not None else None
+    template = _frozen_template(kube, namespace, md_name, stable)
     if template is None:
         return None
     model = scoring.model_from_template(template, md_name=md_name, revision=stable)
