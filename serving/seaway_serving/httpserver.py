@@ -20,6 +20,8 @@ import array
 import asyncio
 import fcntl
 import logging
+import os
+import socket
 import termios
 import time
 from collections import deque
@@ -122,11 +124,24 @@ class HttpServer:
             conn.check_timeouts(now)
         self._sweeper = asyncio.get_running_loop().call_later(1.0, self._sweep)
 
-    def stop_accepting(self) -> None:
-        """Close the listening socket; open connections are closed as they become idle."""
+    async def stop_accepting(self) -> None:
+        """Close the listening socket; open connections are closed as they become idle.
+
+        Connections the kernel has already completed but the loop has not accepted yet (a busy
+        loop accepts late) are taken first: their clients' connect succeeded and their requests
+        are sent, so they are answered like any in-flight request instead of being reset when
+        the listening socket closes."""
         self.draining = True
-        if self._server is not None:
-            self._server.close()
+        if self._server is None:
+            return
+        queued = [conn for listener in self._server.sockets for conn in _accept_queued(listener)]
+        self._server.close()
+        loop = asyncio.get_running_loop()
+        for conn in queued:
+            try:
+                await loop.connect_accepted_socket(lambda: HttpProtocol(self), conn)
+            except OSError:  # the client gave up in the meantime
+                conn.close()
 
     def close_idle(self) -> None:
         for conn in list(self.connections):
@@ -144,6 +159,24 @@ class HttpServer:
             self._sweeper.cancel()
         for conn in list(self.connections):
             conn.abort()
+
+
+def _accept_queued(listener: Any, limit: int = 4096) -> list[socket.socket]:
+    """Every connection waiting in ``listener``'s accept queue, without blocking."""
+    sock = socket.socket(fileno=os.dup(listener.fileno()))
+    accepted: list[socket.socket] = []
+    try:
+        sock.setblocking(False)  # it is already: the flag belongs to the shared file
+        while len(accepted) < limit:
+            try:
+                conn, _ = sock.accept()
+            except OSError:  # BlockingIOError: the queue is empty
+                break
+            conn.setblocking(False)
+            accepted.append(conn)
+    finally:
+        sock.close()
+    return accepted
 
 
 class HttpProtocol(asyncio.Protocol):

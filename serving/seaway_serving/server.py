@@ -179,7 +179,7 @@ async def _drain(server: HttpServer, plane: DataPlane, grace: float) -> int:
     """SIGTERM: not ready, stop accepting, finish what was accepted, then close."""
     log.info("Draining: finishing in-flight requests", extra={"in_flight": server.in_flight})
     plane.drain()
-    server.stop_accepting()
+    await server.stop_accepting()
     # a request already in a socket buffer is read on the next loop turns: give it a moment
     # before idle keep-alive connections are closed under it
     await asyncio.sleep(0.05)

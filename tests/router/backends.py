@@ -92,7 +92,7 @@ async def main(specs: list[str]) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     for server in servers:
-        server.stop_accepting()
+        await server.stop_accepting()
         server.close_all()
 
 

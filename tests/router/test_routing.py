@@ -11,6 +11,7 @@ from collections import Counter
 from typing import Any
 
 from tests.router.conftest import (
+    HOST,
     Client,
     blast,
     free_port,
@@ -331,6 +332,35 @@ def test_sigterm_finishes_requests_in_flight(backends, router):
     assert result == [200]
     assert any(rec.get("msg") == "Stopped" and rec.get("unfinished") == 0
                for rec in rt.log_lines())
+
+
+def test_sigterm_answers_connections_the_loop_has_not_accepted_yet(backends, router):
+    """Connections the kernel completed while the router could not accept (frozen here) hold
+    sent requests: a SIGTERM before the loop accepts them must answer them, not reset them."""
+    import http.client
+    import os
+    import signal
+
+    bk = backends("a")
+    rt = router(routes_doc(("r1", 1, bk.url("a"), 100)))
+    os.kill(rt.proc.pid, signal.SIGSTOP)
+    conns = []
+    try:
+        for _ in range(8):
+            conn = http.client.HTTPConnection(HOST, rt.port, timeout=30)
+            conn.request("POST", "/v2/models/m/infer", body=b"{}")
+            conns.append(conn)
+        os.kill(rt.proc.pid, signal.SIGTERM)
+    finally:
+        os.kill(rt.proc.pid, signal.SIGCONT)
+    statuses = []
+    for conn in conns:
+        resp = conn.getresponse()
+        resp.read()
+        statuses.append(resp.status)
+        conn.close()
+    assert statuses == [200] * 8
+    assert rt.proc.wait(timeout=30) == 0
 
 
 def test_a_backend_that_refuses_for_a_moment_is_tried_again_not_failed(router):

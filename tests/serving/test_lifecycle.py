@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import http.client
+import json
+import os
 import signal
 import threading
 from pathlib import Path
@@ -48,10 +50,36 @@ def test_sigterm_finishes_in_flight_requests(start_server: Any, forest_bundle: P
         assert not isinstance(reply, Exception), reply
         status, body = reply
         assert status == 200
-        assert __import__("json").loads(body)["outputs"][0]["data"] == expected
+        assert json.loads(body)["outputs"][0]["data"] == expected
     msgs = [r.get("msg") for r in server.log_lines()]
     assert "Draining: finishing in-flight requests" in msgs
     assert msgs[-1] == "Stopped"
+
+
+def test_sigterm_answers_connections_the_loop_has_not_accepted_yet(
+        start_server: Any, logreg_bundle: Path, logreg: Any, data: Data) -> None:
+    """A client whose connect succeeded while the server was too busy to accept (here: frozen)
+    has sent its request; a SIGTERM arriving before the loop accepts must not reset it."""
+    server: Server = start_server(logreg_bundle).wait_ready()
+    rows = data.x_test[:5]
+    os.kill(server.proc.pid, signal.SIGSTOP)
+    conns = []
+    try:
+        for _ in range(8):  # the kernel completes these handshakes; nothing reads them yet
+            conn = http.client.HTTPConnection(HOST, server.port, timeout=30)
+            conn.request("POST", "/v2/models/logreg/infer", body=v2_body(rows),
+                         headers={"Content-Type": "application/json"})
+            conns.append(conn)
+        os.kill(server.proc.pid, signal.SIGTERM)  # pending until the process runs again
+    finally:
+        os.kill(server.proc.pid, signal.SIGCONT)
+    expected = logreg.predict(rows).tolist()
+    for conn in conns:
+        resp = conn.getresponse()
+        assert resp.status == 200
+        assert json.loads(resp.read())["outputs"][0]["data"] == expected
+        conn.close()
+    assert server.proc.wait(timeout=30) == 0
 
 
 def test_live_before_ready_and_logs_are_json(start_server: Any, logreg_bundle: Path) -> None:

@@ -150,7 +150,7 @@ async def serve(settings: RouterSettings) -> int:
             follower.result()
             raise StartupError("the routes source stopped")
         if control is not None:
-            control.stop_accepting()
+            await control.stop_accepting()
             control.close_all()
         return await _drain(server, router, settings.shutdown_grace_s)
     finally:
@@ -163,7 +163,7 @@ async def _drain(server: HttpServer, router: Router, grace: float) -> int:
     """SIGTERM: not ready, stop accepting, finish what was accepted, then close."""
     log.info("Draining: finishing in-flight requests", extra={"in_flight": server.in_flight})
     router.draining = True
-    server.stop_accepting()
+    await server.stop_accepting()
     await asyncio.sleep(0.05)  # requests already in socket buffers are read on the next turns
     deadline = time.monotonic() + grace
     server.close_idle()
