@@ -332,6 +332,51 @@ def test_a_pod_reaches_the_api_server_through_the_kubernetes_service(
     assert "https://10.96.0.1:443 200 v1.35.4" in logs, logs
 
 
+def test_a_cluster_ip_without_a_service_is_refused_on_this_machine(
+    cluster: RealCluster, eventually: Callable[..., Any]
+) -> None:
+    """A ClusterIP kube-proxy has no rule for (yet) is refused by the node's guard chain, from a
+    Pod and from the host, instead of following the default route off this machine (where a
+    gateway may answer it, e.g. a 404 that a router then keeps alive for a new revision)."""
+    import socket
+    import subprocess
+
+    from seaway.localplane import config, network
+
+    # The guard is checked first: without it nothing below may connect (off-machine traffic).
+    rules = subprocess.run(["iptables", "-w", "5", "-S", network.GUARD_CHAIN],
+                           capture_output=True, text=True, check=False).stdout
+    assert f"-d {config.SERVICE_CIDR} -p tcp" in rules and "tcp-reset" in rules, rules
+    hooks = subprocess.run(["iptables", "-w", "5", "-S"], capture_output=True, text=True,
+                           check=False).stdout
+    for hook in ("FORWARD", "OUTPUT"):
+        assert f"-A {hook} -j {network.GUARD_CHAIN}" in hooks, hooks
+
+    unused = "10.96.255.254"  # in the Service range, never allocated by these tests
+    services = json.loads(cluster.kubectl("get", "services", "-A", "-o", "json").stdout)
+    assert not [svc for svc in services["items"] if svc["spec"].get("clusterIP") == unused]
+    script = (
+        "import socket, sys\n"
+        "try:\n"
+        "    socket.create_connection((sys.argv[1], 80), timeout=10).close()\n"
+        "    print('connected')\n"
+        "except OSError as exc:\n"
+        "    print(type(exc).__name__)\n"
+    )
+    cluster.apply(bare_pod("no-service", ["python", "-c", script, unused]))
+
+    def finished() -> dict[str, Any]:
+        pod = cluster.get("pod", "no-service", NAMESPACE)
+        assert pod["status"].get("phase") in ("Succeeded", "Failed"), pod["status"].get("phase")
+        return pod
+
+    eventually(finished, timeout=90, what="the no-service Pod to finish")
+    logs = cluster.kubectl("logs", "-n", NAMESPACE, "no-service").stdout
+    assert logs.strip() == "ConnectionRefusedError", logs
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((unused, 80), timeout=10).close()
+
+
 def test_a_pod_whose_readiness_probe_fails_stays_not_ready(
     cluster: RealCluster, eventually: Callable[..., Any]
 ) -> None:

@@ -52,6 +52,27 @@ def test_cleanup_unhooks_then_flushes_then_deletes_only_node_chains() -> None:
     ]  # fmt: skip
 
 
+def test_the_service_guard_is_hooked_first_and_removed_with_the_node_chains() -> None:
+    commands = network.guard_commands("10.96.0.0/16")
+    assert commands[0] == ["-t", "filter", "-N", "SEAWAY-SERVICES"]
+    rejects = [c for c in commands if "-A" in c]
+    assert all(c[c.index("-d") + 1] == "10.96.0.0/16" and "REJECT" in c for c in rejects)
+    assert ["-t", "filter", "-I", "FORWARD", "1", "-j", "SEAWAY-SERVICES"] in commands
+    assert ["-t", "filter", "-I", "OUTPUT", "1", "-j", "SEAWAY-SERVICES"] in commands
+    listed = (  # how `iptables -t filter -S` shows the table once the guard is in
+        "-P INPUT ACCEPT\n-P FORWARD ACCEPT\n-P OUTPUT ACCEPT\n-N SEAWAY-SERVICES\n"
+        "-A FORWARD -j SEAWAY-SERVICES\n-A OUTPUT -j SEAWAY-SERVICES\n"
+        '-A SEAWAY-SERVICES -d 10.96.0.0/16 -p tcp -m comment --comment "ClusterIP without a '
+        'kube-proxy rule yet" -j REJECT --reject-with tcp-reset\n'
+    )
+    assert network.cleanup_commands("filter", listed) == [
+        ["-t", "filter", "-D", "FORWARD", "-j", "SEAWAY-SERVICES"],
+        ["-t", "filter", "-D", "OUTPUT", "-j", "SEAWAY-SERVICES"],
+        ["-t", "filter", "-F", "SEAWAY-SERVICES"],
+        ["-t", "filter", "-X", "SEAWAY-SERVICES"],
+    ]
+
+
 def test_a_table_without_node_chains_needs_nothing() -> None:
     assert network.cleanup_commands("filter", "-P INPUT ACCEPT\n-A INPUT -j ACCEPT\n") == []
 

@@ -20,8 +20,14 @@ from seaway.localplane import nodeconfig
 
 logger = logging.getLogger(__name__)
 
-#: Chain prefixes the kubelet, kube-proxy and the CNI plugins create.
-CHAIN_PREFIXES = ("KUBE-", "CNI-")
+#: Chain prefixes the kubelet, kube-proxy, the CNI plugins and the node itself create.
+CHAIN_PREFIXES = ("KUBE-", "CNI-", "SEAWAY-")
+#: The node's own chain: a ClusterIP that kube-proxy has not translated (a Service created a
+#: moment ago, before kube-proxy's next sync) is refused here. Without it the packet follows the
+#: default route off this machine, where an address that exists nowhere may still answer (seen:
+#: a router's connection to a new revision's Service answered 404 by the default gateway, and
+#: kept alive, for the whole canary). A refused connection is what a client retries.
+GUARD_CHAIN = "SEAWAY-SERVICES"
 TABLES = ("filter", "nat", "mangle", "raw")
 IPTABLES = ("iptables", "ip6tables")
 _BUILTIN = {"INPUT", "OUTPUT", "FORWARD", "PREROUTING", "POSTROUTING"}
@@ -174,6 +180,35 @@ def remove_chains() -> list[str]:
                 if result.returncode != 0:
                     errors.append(f"{tool} {' '.join(command)}: {result.stderr.strip()}")
     return errors
+
+
+def guard_commands(service_cidr: str) -> list[list[str]]:
+    """The ``iptables`` arguments that make :data:`GUARD_CHAIN` and hook it first into FORWARD
+    (Pods) and OUTPUT (this host) (PURE). The filter table sees packets after kube-proxy's DNAT,
+    so only a ClusterIP left untranslated still has an address in ``service_cidr`` there."""
+    return [
+        ["-t", "filter", "-N", GUARD_CHAIN],
+        ["-t", "filter", "-A", GUARD_CHAIN, "-d", service_cidr, "-p", "tcp",
+         "-m", "comment", "--comment", "ClusterIP without a kube-proxy rule yet",
+         "-j", "REJECT", "--reject-with", "tcp-reset"],
+        ["-t", "filter", "-A", GUARD_CHAIN, "-d", service_cidr,
+         "-m", "comment", "--comment", "ClusterIP without a kube-proxy rule yet",
+         "-j", "REJECT", "--reject-with", "icmp-port-unreachable"],
+        ["-t", "filter", "-I", "FORWARD", "1", "-j", GUARD_CHAIN],
+        ["-t", "filter", "-I", "OUTPUT", "1", "-j", GUARD_CHAIN],
+    ]
+
+
+def install_guard(service_cidr: str) -> None:
+    """Create :data:`GUARD_CHAIN` unless it is there (``down`` removes it with the other node
+    chains)."""
+    binary = _binary("iptables")
+    if binary is None:
+        raise NetworkError("iptables not found on PATH")
+    if GUARD_CHAIN in chains(list_rules("iptables", "filter")):
+        return
+    for command in guard_commands(service_cidr):
+        _run([binary, "-w", "5", *command])
 
 
 # -- the bridge ---------------------------------------------------------------------------------

@@ -296,6 +296,7 @@ def start_runtime(
         raise NodeError(errors[0])
     try:
         network.create_bridge()
+        network.install_guard(config.SERVICE_CIDR)
     except network.NetworkError as exc:
         raise NodeError(str(exc)) from None
     node.cni_conflist.write_text(network.conflist_text(node))
