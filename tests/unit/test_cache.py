@@ -58,3 +58,30 @@ def test_only_equality_selectors_are_served_from_the_store() -> None:
     assert _equality_selector("a!=b") is None
     assert _equality_selector("a") is None
     assert _equality_selector("a==b") is None
+
+
+def test_cached_objects_share_their_strings_and_drop_managed_fields() -> None:
+    """Every watch event is a new JSON document: the store shares equal keys and short values
+    between objects (and keeps long ones as they are), so thousands of children stay small."""
+    import json
+
+    def event(name: str) -> dict[str, Any]:  # parsed from its own document, as a watch does
+        body = obj(name, "7")
+        body["metadata"]["managedFields"] = [{"manager": "seaway", "operation": "Apply"}]
+        body["spec"] = {"template": {"spec": {"containers": [
+            {"image": "seaway/server:1", "imagePullPolicy": "IfNotPresent",
+             "args": ["x" * 100]}]}}}
+        return dict(json.loads(json.dumps(body)))
+
+    store = Store(LABEL)
+    store.put("Deployment", event("churn-r1"))
+    store.put("Deployment", event("churn-r2"))
+    one, two = (store.get("Deployment", "ml", n) for n in ("churn-r1", "churn-r2"))
+    assert one is not None and two is not None
+    assert "managedFields" not in one["metadata"]
+    first, second = (d["spec"]["template"]["spec"]["containers"][0] for d in (one, two))
+    assert first == second
+    assert first["imagePullPolicy"] is second["imagePullPolicy"]
+    assert first["image"] is second["image"]
+    assert next(iter(first)) is next(iter(second))  # the keys too
+    assert first["args"][0] is not second["args"][0]  # long values are not interned

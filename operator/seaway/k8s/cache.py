@@ -10,6 +10,7 @@ that was read, and a conflict makes the pass start again from a fresh read of th
 from __future__ import annotations
 
 import copy
+import sys
 import threading
 from typing import Any
 
@@ -24,6 +25,34 @@ IMMUTABLE_KINDS = frozenset({"ControllerRevision"})
 def _version(body: Manifest) -> int | None:
     text = body.get("metadata", {}).get("resourceVersion", "")
     return int(text) if str(text).isdigit() else None
+
+
+#: Strings up to this length are shared between cached objects (keys, names, enum-like values).
+_SHARED_MAX = 64
+
+
+def compact(body: Manifest) -> Manifest:
+    """``body`` as the store keeps it: without ``metadata.managedFields`` (never read here; a
+    third of a Deployment's size), every key and short string value interned.
+
+    Each watch event is a fresh JSON document, so the same keys and values ("apiVersion",
+    "RuntimeDefault", a label) are new strings in every object; shared, a cached Deployment takes
+    about half the memory (thousands of them at scale).
+    """
+    meta = body.get("metadata")
+    if isinstance(meta, dict) and "managedFields" in meta:
+        body = {**body, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+    return _shared(body)  # type: ignore[no-any-return]
+
+
+def _shared(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {sys.intern(k) if isinstance(k, str) else k: _shared(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shared(v) for v in value]
+    if isinstance(value, str) and len(value) <= _SHARED_MAX:
+        return sys.intern(value)
+    return value
 
 
 class Store:
@@ -50,10 +79,8 @@ class Store:
         A watch event that returns False is the echo of the operator's own write, whose result
         went into the store when it was made: the pass that wrote it saw it.
         """
+        body = compact(body)
         meta = body.get("metadata", {})
-        if "managedFields" in meta:  # never read here; a third of a Deployment's size
-            meta = {k: v for k, v in meta.items() if k != "managedFields"}
-            body = {**body, "metadata": meta}
         namespace, name = meta.get("namespace", ""), meta.get("name", "")
         key = (kind, namespace, name)
         with self._lock:
