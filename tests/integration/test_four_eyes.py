@@ -111,15 +111,29 @@ def test_the_author_of_a_retrain_job_cannot_approve_its_run(
 
 
 def test_a_namespace_label_turns_four_eyes_on_for_every_retrain_job(
-    as_user: Callable[[str], Any], namespace: str, kube_api: Any
+    as_user: Callable[[str], Any], namespace: str, kube_api: Any, eventually: Any
 ) -> None:
     from kubernetes import client
+    from kubernetes.client import ApiException
 
     alice, bob = as_user("alice"), as_user("bob")
     alice.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, rj("free", None))
     approve(alice, namespace, "free", "alice")  # without four-eyes: allowed, as before
     client.CoreV1Api(kube_api).patch_namespace(
         namespace, {"metadata": {"labels": {"seaway.dev/four-eyes": "true"}}})
+
+    def label_in_force() -> None:
+        """Admission reads the namespace from the API server's cache, which follows the label
+        a moment later (seen under load): ask with a dry run, which stores nothing."""
+        try:
+            alice.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL,
+                                                  rj("probe", None), dry_run="All")
+        except ApiException as exc:
+            assert "set it to alice" in exc.body, exc.body
+            return
+        raise AssertionError("the namespace label is not in force yet")
+
+    eventually(label_in_force, timeout=10, what="the four-eyes label in force")
     refused(lambda: alice.create_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, rj("labelled", None)), "set it to alice")
     alice.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL,
