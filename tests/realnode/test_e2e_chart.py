@@ -29,6 +29,7 @@ from seaway.localplane import nodeconfig
 from tests.realnode.e2e import E2E, Models, models
 from tests.realnode.test_e2e_live_traffic import TOLERANCE, check_answers, md
 from tests.realnode.traffic import BundleStore, Traffic
+from tests.support import polling
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "seaway"
 RELEASE = "seaway"
@@ -115,9 +116,14 @@ def restricted_namespace(plane: E2E, real_cluster: Any, prefix: str) -> str:
     """A namespace enforcing "restricted", checked: a Pod without a securityContext is refused."""
     ns = plane.namespace(prefix)
     plane.kubectl("label", "namespace", ns, *(f"{k}={v}" for k, v in RESTRICTED.items()))
-    refused = real_cluster.kubectl("run", "plain", "-n", ns, f"--image={E2E.SERVER_IMAGE}",
-                                   "--dry-run=server", check=False)
-    assert refused.returncode != 0 and "violates PodSecurity" in refused.stderr, refused.stderr
+
+    def enforced() -> None:  # admission reads the label from the API server's cache
+        refused = real_cluster.kubectl("run", "plain", "-n", ns, f"--image={E2E.SERVER_IMAGE}",
+                                       "--dry-run=server", check=False)
+        assert refused.returncode != 0 and "violates PodSecurity" in refused.stderr, (
+            refused.stderr)
+
+    polling.eventually(enforced, timeout=10, what=f"Pod Security restricted in force in {ns}")
     return ns
 
 
