@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from tests.support.rbac import wait_allowed
 
 EDITOR = "seaway.dev/spec-editor"
 GROUP, VERSION, PLURAL = "seaway.dev", "v1alpha1", "retrainjobs"
@@ -53,6 +54,8 @@ def as_user(kube_api: Any, namespace: str, seaway_crds: list[str]) -> Callable[[
         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": n}
                      for n in ("alice", "bob")],
     })  # fmt: skip
+    for user in ("alice", "bob"):  # the binding is one object: seen for one verb, seen
+        wait_allowed(kube_api, user, "create", GROUP, PLURAL, namespace)
 
     def make(user: str) -> Any:
         api = client.ApiClient(copy.deepcopy(kube_api.configuration))
