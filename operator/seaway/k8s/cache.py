@@ -79,7 +79,6 @@ class Store:
         A watch event that returns False is the echo of the operator's own write, whose result
         went into the store when it was made: the pass that wrote it saw it.
         """
-        body = compact(body)
         meta = body.get("metadata", {})
         namespace, name = meta.get("namespace", ""), meta.get("name", "")
         key = (kind, namespace, name)
@@ -90,6 +89,7 @@ class Store:
                 if old is not None and new is not None and new <= old:
                     return False
                 self._unindex(kind, namespace, name, current)
+            body = compact(body)  # only what is kept: an echo is dropped above, unwalked
             self._objects[key] = body
             index_key = self._index_key(kind, namespace, body)
             if index_key is not None:
