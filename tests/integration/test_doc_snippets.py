@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.support import polling
+from tests.support.rbac import wait_allowed
 
 ROOT = Path(__file__).resolve().parents[2]
 API_MD = ROOT / "docs" / "api.md"
@@ -50,17 +50,12 @@ def writer_of(document: dict[str, Any]) -> str | None:
     return approvers.pop() if approvers else None
 
 
-def can_i(control_plane: Any, user: str, resource: str, namespace: str) -> None:
-    answer = control_plane.kubectl("auth", "can-i", "create", resource, "--namespace",
-                                   namespace, f"--as={user}", check=False)
-    assert answer.stdout.strip() == "yes", answer.stdout + answer.stderr
-
-
 @pytest.mark.parametrize(
     "document", [d for _, d in SNIPPETS], ids=[f"line{line}" for line, _ in SNIPPETS]
 )
 def test_snippet_is_accepted_as_written(
-    document: dict[str, Any], control_plane: Any, seaway_crds: list[str], namespace: str
+    document: dict[str, Any], control_plane: Any, seaway_crds: list[str], namespace: str,
+    kube_api: Any
 ) -> None:
     document = {**document, "metadata": {**document["metadata"], "namespace": namespace}}
     writer = writer_of(document)
@@ -72,9 +67,8 @@ def test_snippet_is_accepted_as_written(
                               "scoringjobs.seaway.dev")
         control_plane.kubectl("create", "rolebinding", "seaway-editor", "--namespace", namespace,
                               "--role=seaway-editor", f"--user={writer}")  # fmt: skip
-        kind = document["kind"].lower() + "s.seaway.dev"
-        polling.eventually(lambda: can_i(control_plane, writer, kind, namespace), timeout=10,
-                           what=f"RBAC for {writer}")  # the authorizer's cache follows
+        wait_allowed(kube_api, writer, "create", "seaway.dev", document["kind"].lower() + "s",
+                     namespace)  # the authorizer's cache follows the binding
         argv = [*argv, f"--as={writer}"]
     result = control_plane.kubectl(*argv, input=yaml.safe_dump(document), check=False)
     assert result.returncode == 0, result.stderr
